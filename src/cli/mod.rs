@@ -1,0 +1,123 @@
+//! The command tree. Each command lives in its own module and stays thin: it parses its
+//! arguments, calls the library module that does the work, and reports through [`Output`].
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::{self, coded, Exit, Format, Output};
+
+mod not_built;
+mod render;
+
+/// Run Zenko's storage modules on Docker Swarm.
+#[derive(Debug, Parser)]
+#[command(name = "zenkoctl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Output for people (`human`) or one JSON document for machines (`json`).
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Human)]
+    pub output: Format,
+    /// Docker Engine endpoint (unix:///path, tcp://host:port); defaults to DOCKER_HOST, then the
+    /// local socket.
+    #[arg(long, global = true, env = "DOCKER_HOST")]
+    pub host: Option<String>,
+    /// More log detail on stderr (-v: debug, -vv: trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set up and run a local single-node Zenko module stack (engine, swarm, image, deploy).
+    Up(not_built::Args),
+    /// Remove what `up` created.
+    Down(not_built::Args),
+    /// Deploy the Zenko stack to the swarm and wait until it is converged and healthy.
+    Deploy(not_built::Args),
+    /// Remove the Zenko stack and wait until it is really gone.
+    Teardown(not_built::Args),
+    /// Render docker-stack.yml from the templates and a values profile, and validate it.
+    Render(render::RenderArgs),
+    /// Show what a deploy would change, without changing anything.
+    Plan(not_built::Args),
+    /// Report the health of the deployed stack (exit 0 healthy, 10 degraded, 11 down).
+    Status(not_built::Args),
+    /// List, label and unlabel swarm nodes (the storage label io.zenko.type=storage).
+    Node(not_built::Args),
+    /// Build the module image through the Engine API.
+    Build(not_built::Args),
+    /// Push the module image to its registry and print its digest.
+    Push(not_built::Args),
+    /// Run the bundled metadata (9990) and data (9991) server.
+    Serve(not_built::Args),
+}
+
+/// What every command gets besides its own arguments.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub output: Output,
+    pub host: Option<String>,
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Up(_) => "up",
+            Command::Down(_) => "down",
+            Command::Deploy(_) => "deploy",
+            Command::Teardown(_) => "teardown",
+            Command::Render(_) => "render",
+            Command::Plan(_) => "plan",
+            Command::Status(_) => "status",
+            Command::Node(_) => "node",
+            Command::Build(_) => "build",
+            Command::Push(_) => "push",
+            Command::Serve(_) => "serve",
+        }
+    }
+}
+
+/// Entry point of the binary: parse, run, map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.output);
+    let ctx = Context {
+        output: Output::new(cli.output),
+        host: cli.host.clone(),
+    };
+    let name = cli.command.name();
+    let result = match cli.command {
+        Command::Render(args) => render::run(args, &ctx),
+        _ => Err(coded(
+            Exit::NotImplemented,
+            anyhow::anyhow!("`zenkoctl {name}` is not built yet in this version"),
+        )),
+    };
+    match result {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(error) => {
+            let exit = output::exit_of(&error);
+            ctx.output.error(&error, exit);
+            ExitCode::from(exit.code())
+        }
+    }
+}
+
+fn init_logging(verbose: u8, format: Format) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn,zenkoctl=info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        Format::Json => builder.json().try_init(),
+        Format::Human => builder.try_init(),
+    };
+}

@@ -1,0 +1,11 @@
+//! zenkoctl: run Zenko's storage modules on Docker Swarm.
+//!
+//! The tree follows the flow of the work:
+//! - [`stack`]: parse and render — values files, templates, interpolation, the compose model and
+//!   its validation (what `zenkoctl render` does);
+//! - [`cli`]: the thin command layer;
+//! - [`output`]: how results reach people (progress, text) and machines (JSON, exit codes).
+
+pub mod cli;
+pub mod output;
+pub mod stack;
