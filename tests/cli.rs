@@ -11,7 +11,7 @@ fn render_writes_the_file_and_reports_it() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("docker-stack.yml");
     let out = zenkoctl()
-        .args(["render", "-p", "lab", "-O"])
+        .args(["render", "-p", "lab", "-o"])
         .arg(&file)
         .output()
         .unwrap();

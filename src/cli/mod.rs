@@ -15,7 +15,7 @@ mod render;
 #[command(name = "zenkoctl", version, about, propagate_version = true)]
 pub struct Cli {
     /// Output for people (`human`) or one JSON document for machines (`json`).
-    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Human)]
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub output: Format,
     /// Docker Engine endpoint (unix:///path, tcp://host:port); defaults to DOCKER_HOST, then the
     /// local socket.
