@@ -60,7 +60,12 @@ pub fn run(config: ServeConfig, on_ready: impl Fn(&str, SocketAddr)) -> anyhow::
         .thread_name("zenkoctl-serve")
         .build()
         .context("cannot start the server runtime")?;
-    runtime.block_on(serve(config, shutdown_signal(), on_ready))
+    runtime.block_on(async {
+        // Signals are watched before the (possibly slow) setup, so an early SIGTERM still
+        // means a clean stop rather than the default kill.
+        let shutdown = shutdown_signal().context("cannot watch SIGTERM/SIGINT")?;
+        serve(config, shutdown, on_ready).await
+    })
 }
 
 /// Fails early, before anything is bound, when a requested service is not available.
@@ -91,19 +96,16 @@ pub async fn serve(
     data.run(shutdown).await
 }
 
-/// Resolves on the first SIGTERM (what Docker sends on stop) or SIGINT.
-pub async fn shutdown_signal() {
+/// Watches SIGTERM (what Docker sends on stop) and SIGINT from now on; the returned future
+/// resolves on the first of them. Must be called inside the runtime.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM; only SIGINT stops the server");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-    }
+    })
 }
