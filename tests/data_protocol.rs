@@ -279,3 +279,16 @@ fn large_object_ranges_stream_correctly() {
     let r = get(s.addr, &key, Some("bytes=-700000"));
     assert!(r.body == body[body.len() - 700_000..], "suffix body differs");
 }
+
+#[test]
+fn idle_keep_alive_connections_outlive_the_client_agent() {
+    // Arsenal's client agent reuses sockets idle for up to 55 s (spec §6.1, §7 #25).
+    let (_dir, s) = server();
+    let mut c = Conn::connect(s.addr);
+    let key = c.request("PUT", "/DataFile/", &[], Some(b"idle")).unwrap().key();
+    std::thread::sleep(Duration::from_secs(56));
+    let r = c
+        .request("GET", &format!("/DataFile/{key}"), &[], None)
+        .expect("the server closed a keep-alive connection idle for 56 s");
+    assert_eq!(r.body, b"idle");
+}

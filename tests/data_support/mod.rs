@@ -352,3 +352,104 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// tests/arsenal, the Node harness (installed by scripts/deps/arsenal.sh).
+pub fn arsenal_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/arsenal");
+    assert!(
+        dir.join("node_modules/@scality/arsenal/package.json").is_file(),
+        "the Arsenal Node harness is not installed: run scripts/deps/arsenal.sh (needs node >= 20 and npm)"
+    );
+    dir
+}
+
+/// Arsenal's own data server (tests/arsenal/ref-dataserver.js), killed by pid when dropped.
+pub struct RefDataServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl RefDataServer {
+    pub fn start(data_path: &Path) -> RefDataServer {
+        let dir = arsenal_dir();
+        let mut child = Command::new("node")
+            .arg(dir.join("ref-dataserver.js"))
+            .arg("--dataPath")
+            .arg(data_path)
+            .args(["--port", "0", "--bindAddress", "127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node (install Node.js >= 20; see scripts/deps/arsenal.sh)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        let port = match line.strip_prefix("READY ") {
+            Some(p) => p.trim().parse::<u16>().unwrap(),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("reference data server did not start: {line:?}");
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        RefDataServer {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "reference data server ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RefDataServer {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Result of one run of a tests/arsenal/*-checks.js script.
+#[derive(Debug)]
+pub struct ChecksRun {
+    pub passed: Vec<String>,
+    pub failed: Vec<String>,
+    pub summary: String,
+    pub output: String,
+}
+
+/// Runs `node tests/arsenal/<script> --target <addr>` and parses its PASS/FAIL lines.
+pub fn run_checks(script: &str, addr: SocketAddr) -> ChecksRun {
+    let dir = arsenal_dir();
+    let out = Command::new("node")
+        .arg(dir.join(script))
+        .arg("--target")
+        .arg(addr.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node");
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = |l: &str| l.rsplit_once(" (").map_or(l, |(n, _)| n).to_string();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ChecksRun {
+        passed: stdout.lines().filter_map(|l| l.strip_prefix("PASS ")).map(name).collect(),
+        failed: stdout.lines().filter_map(|l| l.strip_prefix("FAIL ")).map(name).collect(),
+        summary: stdout.lines().last().unwrap_or_default().to_string(),
+        output,
+    }
+}
