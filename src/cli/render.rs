@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-
 use anyhow::Context as _;
 use serde_json::json;
 
@@ -45,8 +44,9 @@ impl StackArgs {
     pub fn render(&self, ctx: &Context) -> anyhow::Result<stack::Rendered> {
         let rendered = stack::render(&self.request(), &|k| std::env::var(k).ok())?;
         for var in &rendered.unset_variables {
-            ctx.output
-                .warn(format!("the {var} variable is not set; using an empty string"));
+            ctx.output.warn(format!(
+                "the {var} variable is not set; using an empty string"
+            ));
         }
         Ok(rendered)
     }

@@ -59,7 +59,11 @@ pub struct StackErrors(pub Vec<StackError>);
 impl fmt::Display for StackErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "{n} problem{} in the stack", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{n} problem{} in the stack",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             write!(f, "\n  - {e}")?;
         }

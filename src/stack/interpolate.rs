@@ -32,10 +32,16 @@ impl fmt::Display for InterpolationError {
                 write!(f, "required variable {variable} is missing a value")
             }
             InterpolationError::Required { variable, message } => {
-                write!(f, "required variable {variable} is missing a value: {message}")
+                write!(
+                    f,
+                    "required variable {variable} is missing a value: {message}"
+                )
             }
             InterpolationError::Syntax { expression, reason } => {
-                write!(f, "invalid interpolation format for {expression:?}: {reason}")
+                write!(
+                    f,
+                    "invalid interpolation format for {expression:?}: {reason}"
+                )
             }
         }
     }
@@ -72,10 +78,11 @@ pub fn interpolate(
                 i += 2;
             }
             Some('{') => {
-                let end = matching_brace(&chars, i + 1).ok_or_else(|| InterpolationError::Syntax {
-                    expression: input.to_string(),
-                    reason: "unterminated ${".into(),
-                })?;
+                let end =
+                    matching_brace(&chars, i + 1).ok_or_else(|| InterpolationError::Syntax {
+                        expression: input.to_string(),
+                        reason: "unterminated ${".into(),
+                    })?;
                 let body: String = chars[i + 2..end].iter().collect();
                 let replaced = braced(&body, input, lookup, &mut out.unset)?;
                 out.value.push_str(&replaced);
@@ -249,10 +256,22 @@ mod tests {
 
     #[test]
     fn malformed_expressions_are_errors() {
-        assert!(matches!(run("${", &[]), Err(InterpolationError::Syntax { .. })));
-        assert!(matches!(run("${}", &[]), Err(InterpolationError::Syntax { .. })));
-        assert!(matches!(run("${A:x}", &[]), Err(InterpolationError::Syntax { .. })));
-        assert!(matches!(run("${1A}", &[]), Err(InterpolationError::Syntax { .. })));
+        assert!(matches!(
+            run("${", &[]),
+            Err(InterpolationError::Syntax { .. })
+        ));
+        assert!(matches!(
+            run("${}", &[]),
+            Err(InterpolationError::Syntax { .. })
+        ));
+        assert!(matches!(
+            run("${A:x}", &[]),
+            Err(InterpolationError::Syntax { .. })
+        ));
+        assert!(matches!(
+            run("${1A}", &[]),
+            Err(InterpolationError::Syntax { .. })
+        ));
     }
 
     #[test]

@@ -102,14 +102,8 @@ impl LineIndex {
 }
 
 enum Frame {
-    Mapping {
-        path: KeyPath,
-        key: Option<String>,
-    },
-    Sequence {
-        path: KeyPath,
-        next: usize,
-    },
+    Mapping { path: KeyPath, key: Option<String> },
+    Sequence { path: KeyPath, next: usize },
 }
 
 #[derive(Default)]
@@ -146,7 +140,11 @@ impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
             Event::Scalar(text, ..) => {
-                if let Some(Frame::Mapping { path, key: key @ None }) = self.stack.last_mut() {
+                if let Some(Frame::Mapping {
+                    path,
+                    key: key @ None,
+                }) = self.stack.last_mut()
+                {
                     self.lines.insert(path.key(text.clone()), mark.line());
                     *key = Some(text);
                 } else {
@@ -194,7 +192,11 @@ mod tests {
 
     #[test]
     fn path_display_round_trips() {
-        let path = KeyPath::root().key("services").key("s").key("ports").index(2);
+        let path = KeyPath::root()
+            .key("services")
+            .key("s")
+            .key("ports")
+            .index(2);
         assert_eq!(path.to_string(), "services.s.ports[2]");
         assert_eq!(KeyPath::parse(&path.to_string()), path);
     }

@@ -239,12 +239,24 @@ pub fn parse_rendered(
         .map_err(|(path, message)| one(located(shown, text, &lines, &path, message)))?;
     serde_path_to_error::deserialize::<_, ComposeFile>(tree).map_err(|e| {
         let path = KeyPath::parse(&e.path().to_string());
-        one(located(shown, text, &lines, &path, e.into_inner().to_string()))
+        one(located(
+            shown,
+            text,
+            &lines,
+            &path,
+            e.into_inner().to_string(),
+        ))
     })
 }
 
 /// A problem at `path` in `text`, with its line and the line's content.
-fn located(shown: &str, text: &str, lines: &LineIndex, path: &KeyPath, message: String) -> StackError {
+fn located(
+    shown: &str,
+    text: &str,
+    lines: &LineIndex,
+    path: &KeyPath,
+    message: String,
+) -> StackError {
     let line = lines.line_of(path);
     let near = line
         .and_then(|n| text.lines().nth(n - 1))

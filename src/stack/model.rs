@@ -596,7 +596,12 @@ mod tests {
         let v = ServiceVolume::Short("data:/var/lib/zenko:ro".into());
         assert_eq!(
             v.parts(),
-            ("volume".into(), Some("data".into()), "/var/lib/zenko".into(), true)
+            (
+                "volume".into(),
+                Some("data".into()),
+                "/var/lib/zenko".into(),
+                true
+            )
         );
         let b = ServiceVolume::Short("/srv:/srv".into());
         assert_eq!(b.parts().0, "bind");

@@ -57,7 +57,10 @@ impl TemplateSet {
                 continue;
             }
             let source = std::fs::read_to_string(&path).map_err(|e| {
-                StackError::new(path.display().to_string(), format!("cannot read template: {e}"))
+                StackError::new(
+                    path.display().to_string(),
+                    format!("cannot read template: {e}"),
+                )
             })?;
             files.push((name.to_string(), source));
         }

@@ -26,7 +26,9 @@ pub fn is_valid_object_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= MAX_NAME_LEN
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
 }
@@ -55,7 +57,9 @@ pub struct PortMapping {
 fn port_number(text: &str) -> Result<u16, String> {
     match text.parse::<u32>() {
         Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
-        _ => Err(format!("invalid port {text:?}: must be a number from 1 to 65535")),
+        _ => Err(format!(
+            "invalid port {text:?}: must be a number from 1 to 65535"
+        )),
     }
 }
 
@@ -187,7 +191,10 @@ fn one_of(value: &str, allowed: &[&str], what: &str) -> Result<(), String> {
     if allowed.contains(&value) {
         Ok(())
     } else {
-        Err(format!("invalid {what} {value:?}: use one of {}", allowed.join(", ")))
+        Err(format!(
+            "invalid {what} {value:?}: use one of {}",
+            allowed.join(", ")
+        ))
     }
 }
 
@@ -216,7 +223,10 @@ pub fn validate(file: &ComposeFile, stack: &str) -> Vec<Problem> {
     };
     let root = KeyPath::root();
     if file.services.is_empty() {
-        c.check(root.key("services"), Err("the stack has no services".into()));
+        c.check(
+            root.key("services"),
+            Err("the stack has no services".into()),
+        );
     }
     if !is_valid_object_name(stack) {
         c.check(
@@ -262,14 +272,16 @@ pub fn validate(file: &ComposeFile, stack: &str) -> Vec<Problem> {
                     path.clone(),
                     Err("set either file or external, not both".into()),
                 ),
-                (None, false) => c.check(
-                    path.clone(),
-                    Err("needs a file (or external: true)".into()),
-                ),
+                (None, false) => {
+                    c.check(path.clone(), Err("needs a file (or external: true)".into()))
+                }
                 _ => {}
             }
             if !external {
-                let full = def.name.clone().unwrap_or_else(|| format!("{stack}_{name}"));
+                let full = def
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{stack}_{name}"));
                 c.check(
                     path,
                     if is_valid_secret_name(&full) {
@@ -307,7 +319,10 @@ fn check_service(
         );
     }
     if service.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
-        c.check(path.key("image"), Err("every service needs an image".into()));
+        c.check(
+            path.key("image"),
+            Err("every service needs an image".into()),
+        );
     }
     let deploy = service.deploy.clone().unwrap_or_default();
     let dpath = path.key("deploy");
@@ -380,13 +395,19 @@ fn check_service(
                 if ok {
                     Ok(())
                 } else {
-                    Err(format!("spread preference {:?} must name a node attribute", pref.spread))
+                    Err(format!(
+                        "spread preference {:?} must name a node attribute",
+                        pref.spread
+                    ))
                 },
             );
         }
     }
     if let Some(resources) = &deploy.resources {
-        for (kind, spec) in [("limits", &resources.limits), ("reservations", &resources.reservations)] {
+        for (kind, spec) in [
+            ("limits", &resources.limits),
+            ("reservations", &resources.reservations),
+        ] {
             let Some(spec) = spec else { continue };
             let rpath = dpath.key("resources").key(kind);
             if let Some(cpus) = &spec.cpus {
@@ -398,11 +419,18 @@ fn check_service(
                 };
                 c.check(
                     rpath.key("cpus"),
-                    if ok { Ok(()) } else { Err(format!("invalid cpus {cpus}")) },
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(format!("invalid cpus {cpus}"))
+                    },
                 );
             }
             if let Some(memory) = &spec.memory {
-                c.check(rpath.key("memory"), parse_bytes(&memory.to_string()).map(|_| ()));
+                c.check(
+                    rpath.key("memory"),
+                    parse_bytes(&memory.to_string()).map(|_| ()),
+                );
             }
         }
     }
@@ -417,7 +445,10 @@ fn check_service(
         c.duration(rpath.key("delay"), &rp.delay);
         c.duration(rpath.key("window"), &rp.window);
     }
-    for (key, uc) in [("update_config", &deploy.update_config), ("rollback_config", &deploy.rollback_config)] {
+    for (key, uc) in [
+        ("update_config", &deploy.update_config),
+        ("rollback_config", &deploy.rollback_config),
+    ] {
         let Some(uc) = uc else { continue };
         let upath = dpath.key(key);
         if let Some(fa) = &uc.failure_action {
@@ -426,7 +457,10 @@ fn check_service(
             } else {
                 &["continue", "pause"]
             };
-            c.check(upath.key("failure_action"), one_of(fa, allowed, "failure_action"));
+            c.check(
+                upath.key("failure_action"),
+                one_of(fa, allowed, "failure_action"),
+            );
         }
         if let Some(order) = &uc.order {
             c.check(
@@ -455,7 +489,9 @@ fn check_service(
             if net != "default" && !file.networks.contains_key(net) {
                 c.check(
                     path.key("networks").key(net),
-                    Err(format!("network {net:?} is not defined in the top-level networks")),
+                    Err(format!(
+                        "network {net:?} is not defined in the top-level networks"
+                    )),
                 );
             }
         }
@@ -464,15 +500,23 @@ fn check_service(
         let (kind, source, target, _) = volume.parts();
         let vpath = path.key("volumes").index(i);
         if !target.starts_with('/') {
-            c.check(vpath.clone(), Err(format!("mount target {target:?} must be an absolute path")));
+            c.check(
+                vpath.clone(),
+                Err(format!("mount target {target:?} must be an absolute path")),
+            );
         }
-        c.check(vpath.clone(), one_of(&kind, &["volume", "bind", "tmpfs"], "mount type"));
+        c.check(
+            vpath.clone(),
+            one_of(&kind, &["volume", "bind", "tmpfs"], "mount type"),
+        );
         if kind == "volume" {
             if let Some(src) = source {
                 if !file.volumes.contains_key(&src) {
                     c.check(
                         vpath,
-                        Err(format!("volume {src:?} is not defined in the top-level volumes")),
+                        Err(format!(
+                            "volume {src:?} is not defined in the top-level volumes"
+                        )),
                     );
                 }
             }
@@ -516,7 +560,12 @@ mod tests {
         assert_eq!(p[0].published, Some(9990));
         assert_eq!(p[0].target, 9991);
         assert_eq!(p[0].protocol, "udp");
-        assert_eq!(parse_port(&Port::Short("8000-8002:9000-9002".into())).unwrap().len(), 3);
+        assert_eq!(
+            parse_port(&Port::Short("8000-8002:9000-9002".into()))
+                .unwrap()
+                .len(),
+            3
+        );
         assert!(parse_port(&Port::Short("99999:1".into())).is_err());
         assert!(parse_port(&Port::Short("0".into())).is_err());
         assert!(parse_port(&Port::Short("127.0.0.1:80:80".into())).is_err());

@@ -242,14 +242,18 @@ impl Layer {
             tree = Yaml::Mapping(Default::default());
         }
         if !tree.is_mapping() {
-            return Err(StackError::new(origin, "a values file must be a mapping of keys").at(Some(1)));
+            return Err(
+                StackError::new(origin, "a values file must be a mapping of keys").at(Some(1)),
+            );
         }
         let mut unset = Vec::new();
-        interpolate_tree(&mut tree, &KeyPath::root(), env, &mut unset).map_err(|(path, message)| {
-            StackError::new(origin, message)
-                .at(lines.line_of(&path))
-                .key(&path)
-        })?;
+        interpolate_tree(&mut tree, &KeyPath::root(), env, &mut unset).map_err(
+            |(path, message)| {
+                StackError::new(origin, message)
+                    .at(lines.line_of(&path))
+                    .key(&path)
+            },
+        )?;
         check(&tree).map_err(|(path, message)| {
             StackError::new(origin, message)
                 .at(lines.line_of(&path))
@@ -271,7 +275,10 @@ impl Layer {
             .ok_or_else(|| StackError::new(&origin, "expected key=value"))?;
         let key = key.trim();
         if key.is_empty() || key.split('.').any(str::is_empty) {
-            return Err(StackError::new(&origin, "expected a dotted key such as module.data_port"));
+            return Err(StackError::new(
+                &origin,
+                "expected a dotted key such as module.data_port",
+            ));
         }
         let value: Yaml = if raw.is_empty() {
             Yaml::String(String::new())
@@ -327,7 +334,10 @@ pub fn interpolate_tree(
             for (k, v) in map.iter_mut() {
                 let key = match k {
                     Yaml::String(s) => s.clone(),
-                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
                 };
                 interpolate_tree(v, &path.key(key), env, unset)?;
             }
@@ -420,9 +430,12 @@ mod tests {
     #[test]
     fn values_are_interpolated() {
         let env = |k: &str| (k == "TAG").then(|| "v2".to_string());
-        let layer =
-            Layer::from_text("v.yml", "image:\n  tag: ${TAG}\n  registry: ${REG:-r:5000}\n", &env)
-                .unwrap();
+        let layer = Layer::from_text(
+            "v.yml",
+            "image:\n  tag: ${TAG}\n  registry: ${REG:-r:5000}\n",
+            &env,
+        )
+        .unwrap();
         let values = resolve(&[layer]).unwrap();
         assert_eq!(values.image.reference(), "r:5000/zenkoctl/module:v2");
         let err = Layer::from_text("v.yml", "stack: ${NAME:?stack name}\n", &no_env).unwrap_err();
