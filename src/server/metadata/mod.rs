@@ -1,1 +1,193 @@
-pub struct Placeholder;
+//! The Arsenal-compatible metadata daemon (what CloudServer reaches as `METADATA_HOST:9990`),
+//! specified in shared/docs/arsenal-protocol.md §1–§4.
+//!
+//! - [`rpc`]: socket.io namespaces, the `call` event, acks, errors, manifests;
+//! - [`stream`]: the sio-stream producer (acks, window, timeouts, hangups);
+//! - [`service`]: the metadata API and the record log over a [`Store`];
+//! - [`keys`]: level-sublevel's raw key layout and LevelUP's read-stream options;
+//! - [`errors`], [`metrics`].
+//!
+//! Entry points: [`MetadataServer::bind`] then [`MetadataServer::serve`], or [`run`]. The same
+//! port also answers `GET /_/health` and `GET /metrics`.
+
+pub mod errors;
+pub mod keys;
+pub mod metrics;
+pub mod rpc;
+pub mod service;
+pub mod stream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use socketioxide::SocketIo;
+
+use crate::server::storage::redb_store::RedbStore;
+use crate::server::storage::Store;
+use metrics::Metrics;
+use service::MetadataService;
+
+/// Which storage backend holds the metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// redb, in `<path>/metadata.redb` (the default).
+    Embedded,
+    /// MongoDB (issue 7, not built yet: refused at start with a clear error).
+    MongoDb { uri: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct MetadataConfig {
+    /// Listen address (default 0.0.0.0:9990).
+    pub addr: SocketAddr,
+    /// Directory of the deployment's metadata (`uuid` file, embedded database).
+    pub path: PathBuf,
+    pub backend: Backend,
+    /// Record log name when the record log is enabled (CloudServer's default: `s3-recordlog`).
+    pub record_log: Option<String>,
+    /// Replication group id for version ids (used by versioning, issue 8; default `RG001`).
+    pub replication_group_id: String,
+}
+
+impl MetadataConfig {
+    pub fn new(addr: SocketAddr, path: PathBuf) -> Self {
+        MetadataConfig {
+            addr,
+            path,
+            backend: Backend::Embedded,
+            record_log: Some("s3-recordlog".into()),
+            replication_group_id: "RG001".into(),
+        }
+    }
+}
+
+/// A bound, not yet serving, metadata server.
+pub struct MetadataServer {
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    io: SocketIo,
+    service: Arc<MetadataService>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    service: Arc<MetadataService>,
+    metrics: Arc<Metrics>,
+}
+
+impl MetadataServer {
+    /// Open the store and bind the listener (port 0 picks a free port: see [`Self::local_addr`]).
+    pub async fn bind(config: MetadataConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.path).with_context(|| {
+            format!("metadata service: creating {}", config.path.display())
+        })?;
+        let store: Arc<dyn Store> = match &config.backend {
+            Backend::Embedded => {
+                let file = config.path.join("metadata.redb");
+                Arc::new(RedbStore::open(&file).with_context(|| {
+                    format!("metadata service: opening the embedded store {}", file.display())
+                })?)
+            }
+            Backend::MongoDb { .. } => bail!(
+                "metadata service: the mongodb backend is not built yet (use --metadata-backend embedded)"
+            ),
+        };
+        let service = Arc::new(
+            MetadataService::open(store, &config.path, config.record_log.clone())
+                .await
+                .context("metadata service: opening")?,
+        );
+        let metrics = Arc::new(Metrics::default());
+        let (layer, io) = SocketIo::builder()
+            .req_path("/socket.io")
+            .ping_interval(Duration::from_millis(25_000))
+            .ping_timeout(Duration::from_millis(20_000))
+            // The reference's maxHttpBufferSize (1e8), announced as maxPayload in the handshake.
+            .max_payload(100_000_000)
+            .ack_timeout(stream::ACK_TIMEOUT)
+            .build_layer();
+        rpc::attach(&io, service.clone(), metrics.clone());
+        let router = axum::Router::new()
+            .route("/_/health", get(health))
+            .route("/metrics", get(render_metrics))
+            .with_state(AppState {
+                service: service.clone(),
+                metrics,
+            })
+            .layer(layer);
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("metadata service: binding {}", config.addr))?;
+        Ok(MetadataServer {
+            listener,
+            router,
+            io,
+            service,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener")
+    }
+
+    pub fn service(&self) -> &Arc<MetadataService> {
+        &self.service
+    }
+
+    /// Serve until `shutdown` resolves, then close every socket.io session and return.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let addr = self.local_addr();
+        tracing::info!(%addr, "metadata service listening");
+        let io = self.io.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                io.close().await;
+            })
+            .await
+            .with_context(|| format!("metadata service on {addr}"))
+    }
+}
+
+/// Bind and serve until `shutdown` resolves.
+pub async fn run(
+    config: MetadataConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    MetadataServer::bind(config).await?.serve(shutdown).await
+}
+
+async fn health(State(st): State<AppState>) -> impl IntoResponse {
+    let backend = st.service.store().backend();
+    match st.service.store().check().await {
+        Ok(()) => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            serde_json::json!({"service": "metadata", "status": "ok", "backend": backend})
+                .to_string(),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("content-type", "application/json")],
+            serde_json::json!({
+                "service": "metadata", "status": "down", "backend": backend, "error": e.to_string(),
+            })
+            .to_string(),
+        ),
+    }
+}
+
+async fn render_metrics(State(st): State<AppState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+}
