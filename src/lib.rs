@@ -3,6 +3,7 @@
 //! The tree follows the flow of the work:
 //! - [`stack`]: parse and render — values files, templates, interpolation, the compose model and
 //!   its validation (what `zenkoctl render` does);
+//! - [`server`]: the bundled Arsenal-compatible metadata/data server (`zenkoctl serve`);
 //! - [`cli`]: the thin command layer;
 //! - [`output`]: how results reach people (progress, text) and machines (JSON, exit codes).
 

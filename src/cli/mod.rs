@@ -9,6 +9,7 @@ use crate::output::{self, coded, Exit, Format, Output};
 
 mod not_built;
 mod render;
+mod serve;
 
 /// Run Zenko's storage modules on Docker Swarm.
 #[derive(Debug, Parser)]
@@ -51,7 +52,7 @@ pub enum Command {
     /// Push the module image to its registry and print its digest.
     Push(not_built::Args),
     /// Run the bundled metadata (9990) and data (9991) server.
-    Serve(not_built::Args),
+    Serve(serve::ServeArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -90,6 +91,7 @@ pub fn main() -> ExitCode {
     let name = cli.command.name();
     let result = match cli.command {
         Command::Render(args) => render::run(args, &ctx),
+        Command::Serve(args) => serve::run(args, &ctx),
         _ => Err(coded(
             Exit::NotImplemented,
             anyhow::anyhow!("`zenkoctl {name}` is not built yet in this version"),

@@ -240,6 +240,64 @@ s.check('wire: malformed paths -> 400 InvalidURI', async ctx => {
     }
 });
 
+s.check('wire: hostile keys (traversal, escapes, NUL, slashes) -> 400 InvalidURI', async ctx => {
+    const bad = [
+        '/DataFile/../../etc/passwd',
+        '/DataFile/%2e%2e/%2e%2e/etc/passwd', // decodeURI turns these into dots
+        '/DataFile/..%2f..%2fetc%2fpasswd', // %2f stays escaped: '%' is not allowed
+        `/DataFile/${MISSING_KEY.slice(0, 20)}%00${MISSING_KEY.slice(20)}`,
+        `/DataFile//${MISSING_KEY}`,
+        '/DataFile/.',
+        '/DataFile/%41', // decodes to upper-case 'A'
+    ];
+    for (const path of bad) {
+        assertErrorBody(await rawRequest(ctx.host, ctx.port, { path }), 400, 'InvalidURI');
+        assertErrorBody(await rawRequest(ctx.host, ctx.port, { method: 'DELETE', path }), 400, 'InvalidURI');
+    }
+});
+
+s.check('wire: hex key of the wrong length -> 404 ObjNotFound', async ctx => {
+    for (const key of ['abc', MISSING_KEY.slice(0, 39), `${MISSING_KEY}0`]) {
+        assertErrorBody(await rawRequest(ctx.host, ctx.port, { path: `/DataFile/${key}` }), 404, 'ObjNotFound');
+        assertErrorBody(await rawRequest(ctx.host, ctx.port, { method: 'DELETE', path: `/DataFile/${key}` }), 404, 'ObjNotFound');
+    }
+});
+
+s.check('wire: unsatisfiable and malformed ranges on a 52-byte object', async ctx => {
+    const put = await rawRequest(ctx.host, ctx.port, { method: 'PUT', path: '/DataFile/', body: SMALL });
+    assert.strictEqual(put.statusCode, 201);
+    const path = put.headers.location;
+    const cases = [
+        ['bytes=52-60', 416], ['bytes=1000-', 416], ['bytes=-0', 416],
+        ['bytes=99999999999999999999-', 416],
+        ['bytes=0-99999999999999999999', 206], ['bytes=-99999999999999999999', 206],
+        ['bytes=9-3', 200], ['bytes=0-1,1-2', 200], ['bytes=1-2,0-1', 200], ['bytes= 0-1', 200],
+        ['Bytes=0-1', 200], ['bytes=--1', 200], ['bytes=1-2-3', 200],
+    ];
+    for (const [range, status] of cases) {
+        const res = await rawRequest(ctx.host, ctx.port, { path, headers: { range } });
+        if (status === 416) {
+            assertErrorBody(res, 416, 'InvalidRange');
+        } else {
+            assert.strictEqual(res.statusCode, status, `range '${range}'`);
+            // Every satisfiable case here covers the whole object.
+            assert.ok(res.body.equals(SMALL), `body for range '${range}'`);
+            const contentRange = status === 206 ? 'bytes 0-51/52' : undefined;
+            assert.strictEqual(res.headers['content-range'], contentRange, `Content-Range for '${range}'`);
+        }
+    }
+    assert.strictEqual((await rawRequest(ctx.host, ctx.port, { method: 'DELETE', path })).statusCode, 204);
+});
+
+s.check('wire: X-Scal-Request-Uids is accepted on every method', async ctx => {
+    const headers = { 'x-scal-request-uids': 'harness-uids:0123456789abcdef' };
+    const put = await rawRequest(ctx.host, ctx.port, { method: 'PUT', path: '/DataFile/', body: 'u', headers });
+    assert.strictEqual(put.statusCode, 201);
+    const path = put.headers.location;
+    assert.strictEqual((await rawRequest(ctx.host, ctx.port, { path, headers })).statusCode, 200);
+    assert.strictEqual((await rawRequest(ctx.host, ctx.port, { method: 'DELETE', path, headers })).statusCode, 204);
+});
+
 s.check('wire: unknown service -> 400 InvalidAction', async ctx => {
     assertErrorBody(await rawRequest(ctx.host, ctx.port, { path: '/OtherFile/abc' }), 400, 'InvalidAction');
 });

@@ -1,21 +1,18 @@
-//! Counters of the metadata service, rendered in the Prometheus text format on `GET /metrics`.
+//! Metrics of the metadata service. Calls are timed through the shared
+//! [`ServiceMetrics`](crate::server::observe::ServiceMetrics) (op = method, code = the Arsenal
+//! error code or 200); sockets and streams have their own counters, rendered after the shared
+//! ones on `GET /_/metrics`.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::Arc;
 
-#[derive(Default)]
-struct CallStats {
-    calls: u64,
-    errors: u64,
-    seconds: f64,
-}
+use http::StatusCode;
 
-#[derive(Default)]
+use crate::server::observe::{RequestTimer, ServiceMetrics};
+
 pub struct Metrics {
-    calls: Mutex<BTreeMap<String, CallStats>>,
+    calls: Arc<ServiceMetrics>,
     sockets: AtomicU64,
     sockets_total: AtomicU64,
     streams_open: AtomicU64,
@@ -34,24 +31,43 @@ impl Drop for OpenStream<'_> {
 }
 
 /// Method names are client-chosen: only known ones get their own series.
-fn method_label(m: &str) -> &str {
-    match m {
-        "getManifest" | "get" | "put" | "del" | "getUUID" | "getDiskUsage"
-        | "createReadStream" | "rawListKeys" | "readRecords" | "pruneRecords"
-        | "createLogRecordOps" => m,
-        _ => "other",
-    }
+fn method_label(m: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "getManifest",
+        "get",
+        "put",
+        "del",
+        "getUUID",
+        "getDiskUsage",
+        "createReadStream",
+        "rawListKeys",
+        "readRecords",
+        "pruneRecords",
+        "createLogRecordOps",
+    ];
+    KNOWN.iter().find(|k| **k == m).copied().unwrap_or("other")
 }
 
 impl Metrics {
-    pub fn call_done(&self, method: &str, ok: bool, took: Duration) {
-        let mut calls = self.calls.lock().expect("metrics");
-        let c = calls.entry(method_label(method).to_string()).or_default();
-        c.calls += 1;
-        if !ok {
-            c.errors += 1;
+    pub fn new(calls: Arc<ServiceMetrics>) -> Self {
+        Metrics {
+            calls,
+            sockets: AtomicU64::new(0),
+            sockets_total: AtomicU64::new(0),
+            streams_open: AtomicU64::new(0),
+            streams_total: AtomicU64::new(0),
+            stream_items: AtomicU64::new(0),
+            stream_timeouts: AtomicU64::new(0),
         }
-        c.seconds += took.as_secs_f64();
+    }
+
+    pub fn call_started(&self, method: &str) -> RequestTimer {
+        self.calls.start(method_label(method))
+    }
+
+    /// `code`: 200, or the Arsenal error code the call was answered with.
+    pub fn call_done(&self, timer: RequestTimer, code: u16) {
+        timer.finish(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
     }
 
     pub fn socket_connected(&self) {
@@ -84,20 +100,6 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let p = "zenko_metadata";
-        let _ = writeln!(out, "# TYPE {p}_calls_total counter");
-        let calls = self.calls.lock().expect("metrics");
-        for (m, c) in calls.iter() {
-            let _ = writeln!(out, "{p}_calls_total{{method=\"{m}\"}} {}", c.calls);
-        }
-        let _ = writeln!(out, "# TYPE {p}_call_errors_total counter");
-        for (m, c) in calls.iter() {
-            let _ = writeln!(out, "{p}_call_errors_total{{method=\"{m}\"}} {}", c.errors);
-        }
-        let _ = writeln!(out, "# TYPE {p}_call_seconds_total counter");
-        for (m, c) in calls.iter() {
-            let _ = writeln!(out, "{p}_call_seconds_total{{method=\"{m}\"}} {}", c.seconds);
-        }
-        drop(calls);
         for (name, kind, v) in [
             ("sockets", "gauge", &self.sockets),
             ("sockets_total", "counter", &self.sockets_total),

@@ -8,7 +8,9 @@
 //! - [`errors`], [`metrics`].
 //!
 //! Entry points: [`MetadataServer::bind`] then [`MetadataServer::serve`], or [`run`]. The same
-//! port also answers `GET /_/health` and `GET /metrics`.
+//! port also answers the process-wide `GET /_/health` and `GET /_/metrics` of
+//! [`crate::server::observe`] (the metadata series are `zenkoctl_requests_*{service="metadata"}`
+//! plus the `zenko_metadata_*` socket and stream counters).
 
 pub mod errors;
 pub mod keys;
@@ -30,6 +32,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use socketioxide::SocketIo;
 
+use crate::server::observe::{HealthCheck, Observability, HEALTH_PATH, METRICS_PATH};
 use crate::server::storage::redb_store::RedbStore;
 use crate::server::storage::Store;
 use metrics::Metrics;
@@ -81,11 +84,24 @@ pub struct MetadataServer {
 struct AppState {
     service: Arc<MetadataService>,
     metrics: Arc<Metrics>,
+    obs: Arc<Observability>,
+}
+
+/// Readiness of the metadata service: its store accepts work.
+struct StoreHealth(Arc<dyn Store>);
+
+impl HealthCheck for StoreHealth {
+    fn service(&self) -> &str {
+        "metadata"
+    }
+    fn check(&self) -> Result<(), String> {
+        self.0.status()
+    }
 }
 
 impl MetadataServer {
     /// Open the store and bind the listener (port 0 picks a free port: see [`Self::local_addr`]).
-    pub async fn bind(config: MetadataConfig) -> anyhow::Result<Self> {
+    pub async fn bind(config: MetadataConfig, obs: Arc<Observability>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.path).with_context(|| {
             format!("metadata service: creating {}", config.path.display())
         })?;
@@ -105,7 +121,8 @@ impl MetadataServer {
                 .await
                 .context("metadata service: opening")?,
         );
-        let metrics = Arc::new(Metrics::default());
+        obs.add_check(Arc::new(StoreHealth(service.store().clone())));
+        let metrics = Arc::new(Metrics::new(obs.service("metadata")));
         let (layer, io) = SocketIo::builder()
             .req_path("/socket.io")
             .ping_interval(Duration::from_millis(25_000))
@@ -116,11 +133,12 @@ impl MetadataServer {
             .build_layer();
         rpc::attach(&io, service.clone(), metrics.clone());
         let router = axum::Router::new()
-            .route("/_/health", get(health))
-            .route("/metrics", get(render_metrics))
+            .route(HEALTH_PATH, get(health))
+            .route(METRICS_PATH, get(render_metrics))
             .with_state(AppState {
                 service: service.clone(),
                 metrics,
+                obs,
             })
             .layer(layer);
         let listener = tokio::net::TcpListener::bind(config.addr)
@@ -157,37 +175,43 @@ impl MetadataServer {
     }
 }
 
-/// Bind and serve until `shutdown` resolves.
+/// Bind and serve until `shutdown` resolves (metadata alone, with its own observability).
 pub async fn run(
     config: MetadataConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    MetadataServer::bind(config).await?.serve(shutdown).await
+    MetadataServer::bind(config, Observability::new())
+        .await?
+        .serve(shutdown)
+        .await
 }
 
+/// The process-wide health, plus an end-to-end read through the metadata store.
 async fn health(State(st): State<AppState>) -> impl IntoResponse {
-    let backend = st.service.store().backend();
-    match st.service.store().check().await {
-        Ok(()) => (
-            StatusCode::OK,
-            [("content-type", "application/json")],
-            serde_json::json!({"service": "metadata", "status": "ok", "backend": backend})
-                .to_string(),
-        ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [("content-type", "application/json")],
-            serde_json::json!({
-                "service": "metadata", "status": "down", "backend": backend, "error": e.to_string(),
-            })
-            .to_string(),
-        ),
+    let answer = st.obs.answer(HEALTH_PATH).expect("health path");
+    if answer.status == StatusCode::OK {
+        if let Err(e) = st.service.store().check().await {
+            let doc = serde_json::json!({
+                "status": "unavailable",
+                "failures": [format!("metadata: store {}: {e}", st.service.store().backend())],
+            });
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("content-type", "application/json")],
+                format!("{doc}\n"),
+            );
+        }
     }
+    (
+        answer.status,
+        [("content-type", answer.content_type)],
+        String::from_utf8_lossy(&answer.body).into_owned(),
+    )
 }
 
 async fn render_metrics(State(st): State<AppState>) -> impl IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        st.metrics.render(),
-    )
+    let answer = st.obs.answer(METRICS_PATH).expect("metrics path");
+    let mut body = String::from_utf8_lossy(&answer.body).into_owned();
+    body.push_str(&st.metrics.render());
+    ([("content-type", answer.content_type)], body)
 }

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
 use serde_json::{json, Value};
@@ -133,14 +132,14 @@ fn on_connect(s: SocketRef, kind: Ns, svc: Arc<MetadataService>, metrics: Arc<Me
             "call",
             async move |s: SocketRef, TryData(args): TryData<Args>, ack: AckSender| {
                 let args = args.map(|a| a.0).unwrap_or_default();
-                let started = Instant::now();
                 let method = args
                     .first()
                     .and_then(Value::as_str)
                     .unwrap_or("<none>")
                     .to_string();
+                let timer = metrics.call_started(&method);
                 let reply = dispatch(&s, kind, &svc, &streams, &metrics, &args).await;
-                let ok = reply.is_ok();
+                let code = reply.as_ref().map_or_else(MdError::code, |_| 200);
                 let sent = match reply {
                     Ok(Reply::Value(v)) => ack.send(&(Value::Null, v)).map(|_| None),
                     Ok(Reply::Stream {
@@ -158,7 +157,7 @@ fn on_connect(s: SocketRef, kind: Ns, svc: Arc<MetadataService>, metrics: Arc<Me
                         ack.send(&(e.to_wire(),)).map(|_| None)
                     }
                 };
-                metrics.call_done(&method, ok, started.elapsed());
+                metrics.call_done(timer, code);
                 match sent {
                     // The marker is queued before the first stream-data (§3.3).
                     Ok(Some((id, items, cancel))) => {

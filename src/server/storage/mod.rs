@@ -139,6 +139,10 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>>;
     fn write(&self, ops: Vec<Op>) -> StoreFuture<'static, ()>;
     fn scan(&self, scan: Scan) -> StoreFuture<'_, Box<dyn Cursor>>;
+    /// Synchronous readiness for the process health report (e.g. the writer is running).
+    fn status(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// A cheap end-to-end check for the health endpoint.
     fn check(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move { self.get(b"!health-probe").await.map(|_| ()) })

@@ -179,6 +179,13 @@ impl Store for RedbStore {
         BACKEND
     }
 
+    fn status(&self) -> Result<(), String> {
+        match &self.writer {
+            Some(w) if !w.is_finished() => Ok(()),
+            _ => Err(format!("the writer of {} has stopped", self.path.display())),
+        }
+    }
+
     fn get(&self, key: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>> {
         let res = (|| {
             let table = self.read_table()?;
