@@ -81,7 +81,11 @@ fn sigkill_mid_upload_keeps_acknowledged_objects_and_hides_partial_ones() {
         t.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 8, "too few uploads completed before the kill: {}", acked.len());
+    assert!(
+        acked.len() >= 8,
+        "too few uploads completed before the kill: {}",
+        acked.len()
+    );
     assert!(
         interrupted.load(Ordering::Relaxed) >= 1,
         "no upload was in flight at the kill"
@@ -93,14 +97,20 @@ fn sigkill_mid_upload_keeps_acknowledged_objects_and_hides_partial_ones() {
     for (key, id, len) in &acked {
         let r = get(server.addr, key, None);
         assert_eq!(r.status, 200, "acknowledged object {key} lost");
-        assert!(r.body == self_describing(*id, *len), "acknowledged object {key} corrupted");
+        assert!(
+            r.body == self_describing(*id, *len),
+            "acknowledged object {key} corrupted"
+        );
     }
     // Every object on disk is complete (acknowledged, or finished just before the kill).
     let on_disk = objects_on_disk(&data);
     assert!(on_disk.len() >= acked.len());
     for (key, path) in on_disk {
         let content = std::fs::read(&path).unwrap();
-        assert!(is_complete_object(&content), "partial object visible as {key}");
+        assert!(
+            is_complete_object(&content),
+            "partial object visible as {key}"
+        );
         assert_eq!(get(server.addr, &key, None).body, content);
     }
 }
@@ -113,8 +123,12 @@ fn client_disconnect_mid_upload_leaves_nothing() {
     // Before the first disk batch, and after several.
     for sent in [100 * 1024usize, 3 * 1024 * 1024 + 5] {
         let mut c = Conn::connect(server.addr);
-        c.send_head("PUT", "/DataFile/", &[("Content-Length", &(10 * 1024 * 1024).to_string())])
-            .unwrap();
+        c.send_head(
+            "PUT",
+            "/DataFile/",
+            &[("Content-Length", &(10 * 1024 * 1024).to_string())],
+        )
+        .unwrap();
         c.stream().write_all(&Pattern::bytes(1, sent)).unwrap();
         std::thread::sleep(Duration::from_millis(200));
         c.stream().shutdown(std::net::Shutdown::Both).unwrap();
@@ -130,8 +144,11 @@ fn client_disconnect_mid_upload_leaves_nothing() {
     assert_eq!(get(server.addr, &key, None).body, b"after");
     let metrics = request(server.addr, "GET", "/_/metrics", &[], None).text();
     assert!(
-        metrics.contains("zenkoctl_request_errors_total{service=\"data\",op=\"put\",kind=\"aborted\"} 2")
-            || metrics.contains("zenkoctl_request_errors_total{service=\"data\",op=\"put\",kind=\"server\"} 2"),
+        metrics.contains(
+            "zenkoctl_request_errors_total{service=\"data\",op=\"put\",kind=\"aborted\"} 2"
+        ) || metrics.contains(
+            "zenkoctl_request_errors_total{service=\"data\",op=\"put\",kind=\"server\"} 2"
+        ),
         "{metrics}"
     );
 }
@@ -144,7 +161,12 @@ fn sigterm_lets_in_flight_uploads_finish() {
     let idle = Conn::connect(server.addr);
     let body = Pattern::bytes(9, 4 * 1024 * 1024);
     let mut c = Conn::connect(server.addr);
-    c.send_head("PUT", "/DataFile/", &[("Content-Length", &body.len().to_string())]).unwrap();
+    c.send_head(
+        "PUT",
+        "/DataFile/",
+        &[("Content-Length", &body.len().to_string())],
+    )
+    .unwrap();
     c.stream().write_all(&body[..2 * 1024 * 1024]).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     server.signal(libc::SIGTERM);
@@ -154,11 +176,18 @@ fn sigterm_lets_in_flight_uploads_finish() {
         std::net::TcpStream::connect(server.addr).is_err(),
         "still accepting after SIGTERM"
     );
-    assert!(server.child.try_wait().unwrap().is_none(), "exited with an upload in flight");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "exited with an upload in flight"
+    );
     c.stream().write_all(&body[2 * 1024 * 1024..]).unwrap();
     let key = c.read_response(false).unwrap().key();
     let status = server.wait_exit(Duration::from_secs(10));
-    assert!(status.success(), "exit status {status:?}\n{}", server.stderr());
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        server.stderr()
+    );
     drop(idle);
     let server = Server::start(&data);
     assert!(get(server.addr, &key, None).body == body);

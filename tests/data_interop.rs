@@ -29,7 +29,10 @@ fn data_checks_pass_against_the_reference_and_ours() {
         on_ours.output
     );
     assert_eq!(on_ours.passed, on_ref.passed, "not the same checks ran");
-    assert_eq!(on_ours.summary, format!("{} passed, 0 failed", on_ref.passed.len()));
+    assert_eq!(
+        on_ours.summary,
+        format!("{} passed, 0 failed", on_ref.passed.len())
+    );
 }
 
 /// Objects of assorted sizes (0 bytes to past our 512 KiB read chunk and 1 MiB write batch).
@@ -61,22 +64,44 @@ fn a_directory_written_by_either_server_is_served_by_the_other() {
 
     // The reference writes; ours serves.
     let reference = RefDataServer::start(&data);
-    let from_ref: Vec<(String, Vec<u8>)> =
-        bodies().into_iter().map(|b| (put(reference.addr, &b), b)).collect();
+    let from_ref: Vec<(String, Vec<u8>)> = bodies()
+        .into_iter()
+        .map(|b| (put(reference.addr, &b), b))
+        .collect();
     reference.stop();
     let ours = Server::start(&data);
-    check_served(ours.addr, &from_ref, "zenkoctl serving the reference's directory");
+    check_served(
+        ours.addr,
+        &from_ref,
+        "zenkoctl serving the reference's directory",
+    );
 
     // Ours writes into the same directory; the reference serves everything.
-    let from_ours: Vec<(String, Vec<u8>)> =
-        bodies().into_iter().map(|b| (put(ours.addr, &b), b)).collect();
+    let from_ours: Vec<(String, Vec<u8>)> = bodies()
+        .into_iter()
+        .map(|b| (put(ours.addr, &b), b))
+        .collect();
     drop(ours);
     let reference = RefDataServer::start(&data);
-    check_served(reference.addr, &from_ours, "reference serving zenkoctl's objects");
-    check_served(reference.addr, &from_ref, "reference serving its own objects after zenkoctl");
+    check_served(
+        reference.addr,
+        &from_ours,
+        "reference serving zenkoctl's objects",
+    );
+    check_served(
+        reference.addr,
+        &from_ref,
+        "reference serving its own objects after zenkoctl",
+    );
     // And deletes of our objects by the reference are seen by us.
     let (gone, _) = &from_ours[2];
-    let r = request(reference.addr, "DELETE", &format!("/DataFile/{gone}"), &[], None);
+    let r = request(
+        reference.addr,
+        "DELETE",
+        &format!("/DataFile/{gone}"),
+        &[],
+        None,
+    );
     assert_eq!(r.status, 204);
     reference.stop();
     let ours = Server::start(&data);

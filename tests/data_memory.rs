@@ -18,7 +18,12 @@ fn two_gib_object_streams_in_constant_memory() {
     let started = Instant::now();
 
     let mut c = Conn::connect(server.addr);
-    c.send_head("PUT", "/DataFile/", &[("Content-Length", &SIZE.to_string())]).unwrap();
+    c.send_head(
+        "PUT",
+        "/DataFile/",
+        &[("Content-Length", &SIZE.to_string())],
+    )
+    .unwrap();
     let mut pattern = Pattern::new(2024);
     let mut buf = vec![0u8; 1024 * 1024];
     let mut sent = 0u64;
@@ -29,10 +34,15 @@ fn two_gib_object_streams_in_constant_memory() {
     }
     let key = c.read_response(false).unwrap().key();
     let after_put = server.peak_rss();
-    eprintln!("PUT 2 GiB in {:?}, peak RSS {} MiB", started.elapsed(), after_put >> 20);
+    eprintln!(
+        "PUT 2 GiB in {:?}, peak RSS {} MiB",
+        started.elapsed(),
+        after_put >> 20
+    );
 
     let started = Instant::now();
-    c.send_head("GET", &format!("/DataFile/{key}"), &[]).unwrap();
+    c.send_head("GET", &format!("/DataFile/{key}"), &[])
+        .unwrap();
     let (status, headers) = c.read_head().unwrap();
     assert_eq!(status, 200);
     let len = headers
@@ -51,9 +61,15 @@ fn two_gib_object_streams_in_constant_memory() {
         received += got.len() as u64;
     }
     let peak = server.peak_rss();
-    eprintln!("GET 2 GiB in {:?}, peak RSS {} MiB", started.elapsed(), peak >> 20);
+    eprintln!(
+        "GET 2 GiB in {:?}, peak RSS {} MiB",
+        started.elapsed(),
+        peak >> 20
+    );
     assert!(peak < RSS_LIMIT, "peak RSS {} MiB >= 64 MiB", peak >> 20);
     // Keep the disk tidy for the rest of the suite.
-    let r = c.request("DELETE", &format!("/DataFile/{key}"), &[], None).unwrap();
+    let r = c
+        .request("DELETE", &format!("/DataFile/{key}"), &[], None)
+        .unwrap();
     assert_eq!(r.status, 204);
 }

@@ -22,7 +22,10 @@ fn put_get_delete_round_trip_in_arsenal_layout() {
         s.addr,
         "PUT",
         "/DataFile/",
-        &[("X-Scal-Request-Uids", "test-uid-7f3a"), ("Content-Type", "application/octet-stream")],
+        &[
+            ("X-Scal-Request-Uids", "test-uid-7f3a"),
+            ("Content-Type", "application/octet-stream"),
+        ],
         Some(&body),
     );
     assert_eq!(resp.status, 201);
@@ -52,11 +55,16 @@ fn put_get_delete_round_trip_in_arsenal_layout() {
         "{\"errorType\":\"ObjNotFound\",\"errorMessage\":\"This object does not exist\"}\n"
     );
     let again = request(s.addr, "DELETE", &format!("/DataFile/{key}"), &[], None);
-    assert_eq!((again.status, again.error_type().as_str()), (404, "ObjNotFound"));
+    assert_eq!(
+        (again.status, again.error_type().as_str()),
+        (404, "ObjNotFound")
+    );
 
     // The request ids reach the logs.
     assert!(
-        eventually(Duration::from_secs(5), || s.stderr().contains("test-uid-7f3a")),
+        eventually(Duration::from_secs(5), || s
+            .stderr()
+            .contains("test-uid-7f3a")),
         "request uids not logged:\n{}",
         s.stderr()
     );
@@ -75,10 +83,14 @@ fn put_without_trailing_slash_empty_object_and_chunked_body() {
 
     // No Content-Length (a chunked body) -> 411.
     let mut c = Conn::connect(s.addr);
-    c.send_head("PUT", "/DataFile/", &[("Transfer-Encoding", "chunked")]).unwrap();
+    c.send_head("PUT", "/DataFile/", &[("Transfer-Encoding", "chunked")])
+        .unwrap();
     c.stream().write_all(b"3\r\nabc\r\n0\r\n\r\n").unwrap();
     let r = c.read_response(false).unwrap();
-    assert_eq!((r.status, r.error_type().as_str()), (411, "MissingContentLength"));
+    assert_eq!(
+        (r.status, r.error_type().as_str()),
+        (411, "MissingContentLength")
+    );
     assert_eq!(objects_on_disk(&s.data_path).len(), 2);
 }
 
@@ -107,12 +119,25 @@ fn ranges_follow_the_reference() {
         assert_eq!(r.status, *status, "{range}");
         assert_eq!(r.header("content-range"), *content_range, "{range}");
         assert_eq!(r.body, &body[slice.clone()], "{range}");
-        assert_eq!(r.header("content-length"), Some(slice.len().to_string().as_str()), "{range}");
+        assert_eq!(
+            r.header("content-length"),
+            Some(slice.len().to_string().as_str()),
+            "{range}"
+        );
         assert_eq!(r.header("accept-ranges"), Some("bytes"), "{range}");
     }
-    for range in ["bytes=57-62", "bytes=52-", "bytes=-0", "bytes=99999999999999999999999-"] {
+    for range in [
+        "bytes=57-62",
+        "bytes=52-",
+        "bytes=-0",
+        "bytes=99999999999999999999999-",
+    ] {
         let r = get(s.addr, &key, Some(range));
-        assert_eq!((r.status, r.error_type().as_str()), (416, "InvalidRange"), "{range}");
+        assert_eq!(
+            (r.status, r.error_type().as_str()),
+            (416, "InvalidRange"),
+            "{range}"
+        );
         assert_eq!(
             r.text(),
             "{\"errorType\":\"InvalidRange\",\"errorMessage\":\"The requested range cannot be satisfied.\"}\n"
@@ -144,7 +169,12 @@ fn hostile_keys_never_touch_the_filesystem_outside() {
         ("GET", "/DataFile/abc/def", 400, "InvalidURI"),
         ("GET", "/DataFile//abc", 400, "InvalidURI"),
         ("GET", "/DataFile/ab%00cd", 400, "InvalidURI"),
-        ("GET", "/DataFile/ABCDEF0123456789ABCDEF0123456789ABCDEF01", 400, "InvalidURI"),
+        (
+            "GET",
+            "/DataFile/ABCDEF0123456789ABCDEF0123456789ABCDEF01",
+            400,
+            "InvalidURI",
+        ),
         ("GET", "/DataFile/abc?x=1", 400, "InvalidURI"),
         ("GET", "/DataFile/?diskUsage", 400, "InvalidURI"),
         ("GET", "/DataFile?other", 400, "InvalidURI"),
@@ -156,7 +186,12 @@ fn hostile_keys_never_touch_the_filesystem_outside() {
         // Hex but not a 40-character key: it cannot exist, and is not looked up.
         ("GET", "/DataFile/abc", 404, "ObjNotFound"),
         ("DELETE", "/DataFile/abc", 404, "ObjNotFound"),
-        ("GET", "/DataFile/0000000000000000000000000000000000000000a", 404, "ObjNotFound"),
+        (
+            "GET",
+            "/DataFile/0000000000000000000000000000000000000000a",
+            404,
+            "ObjNotFound",
+        ),
         ("HEAD", "/DataFile/abc", 405, "MethodNotAllowed"),
         ("POST", "/DataFile/", 405, "MethodNotAllowed"),
         ("OPTIONS", "/DataFile/", 405, "MethodNotAllowed"),
@@ -173,7 +208,10 @@ fn hostile_keys_never_touch_the_filesystem_outside() {
     let overlong = format!("/DataFile/{}", "a".repeat(5000));
     assert_eq!(request(s.addr, "GET", &overlong, &[], None).status, 404);
     assert_eq!(std::fs::read(dir.path().join("secret")).unwrap(), b"secret");
-    assert_eq!(std::fs::read(s.data_path.join("0").join("abc")).unwrap(), b"not a key");
+    assert_eq!(
+        std::fs::read(s.data_path.join("0").join("abc")).unwrap(),
+        b"not a key"
+    );
 }
 
 #[test]
@@ -236,7 +274,12 @@ fn health_fails_when_the_data_directory_is_gone() {
     assert!(zenkoctl::server::observe::probe(s.addr, Duration::from_secs(5)).is_err());
     // And a PUT fails cleanly with Arsenal's InternalError.
     let r = request(s.addr, "PUT", "/DataFile/", &[], Some(b"x"));
-    assert_eq!((r.status, r.error_type().as_str()), (500, "InternalError"), "{}", r.text());
+    assert_eq!(
+        (r.status, r.error_type().as_str()),
+        (500, "InternalError"),
+        "{}",
+        r.text()
+    );
     assert!(r.text().contains("filesystem error"), "{}", r.text());
 }
 
@@ -247,15 +290,27 @@ fn keep_alive_and_expect_continue() {
     let mut keys = Vec::new();
     for i in 0..20u64 {
         let body = Pattern::bytes(i, 1000 + i as usize * 5000);
-        keys.push((c.request("PUT", "/DataFile/", &[], Some(&body)).unwrap().key(), body));
+        keys.push((
+            c.request("PUT", "/DataFile/", &[], Some(&body))
+                .unwrap()
+                .key(),
+            body,
+        ));
     }
     for (key, body) in &keys {
-        let r = c.request("GET", &format!("/DataFile/{key}"), &[], None).unwrap();
+        let r = c
+            .request("GET", &format!("/DataFile/{key}"), &[], None)
+            .unwrap();
         assert_eq!(&r.body, body);
     }
     // Expect: 100-continue gets 100 Continue before the body is sent.
     let mut c = Conn::connect(s.addr);
-    c.send_head("PUT", "/DataFile/", &[("Content-Length", "4"), ("Expect", "100-continue")]).unwrap();
+    c.send_head(
+        "PUT",
+        "/DataFile/",
+        &[("Content-Length", "4"), ("Expect", "100-continue")],
+    )
+    .unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(c.reader(), &mut line).unwrap();
     assert!(line.starts_with("HTTP/1.1 100"), "{line}");
@@ -277,7 +332,10 @@ fn large_object_ranges_stream_correctly() {
     assert_eq!(r.status, 206);
     assert!(r.body == body[1_000_000..=4_000_000], "range body differs");
     let r = get(s.addr, &key, Some("bytes=-700000"));
-    assert!(r.body == body[body.len() - 700_000..], "suffix body differs");
+    assert!(
+        r.body == body[body.len() - 700_000..],
+        "suffix body differs"
+    );
 }
 
 #[test]
@@ -285,7 +343,10 @@ fn idle_keep_alive_connections_outlive_the_client_agent() {
     // Arsenal's client agent reuses sockets idle for up to 55 s (spec §6.1, §7 #25).
     let (_dir, s) = server();
     let mut c = Conn::connect(s.addr);
-    let key = c.request("PUT", "/DataFile/", &[], Some(b"idle")).unwrap().key();
+    let key = c
+        .request("PUT", "/DataFile/", &[], Some(b"idle"))
+        .unwrap()
+        .key();
     std::thread::sleep(Duration::from_secs(56));
     let r = c
         .request("GET", &format!("/DataFile/{key}"), &[], None)

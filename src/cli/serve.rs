@@ -100,7 +100,10 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<Exit> {
         // One line per service on stdout once it accepts connections: scripts and tests wait
         // for it (and learn the port when they asked for port 0).
         if output.is_json() {
-            println!("{}", json!({"event": "listening", "service": service, "addr": addr.to_string()}));
+            println!(
+                "{}",
+                json!({"event": "listening", "service": service, "addr": addr.to_string()})
+            );
         } else {
             println!("{service} service listening on {addr}");
         }

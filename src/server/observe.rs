@@ -126,25 +126,46 @@ impl Observability {
         let services = self.services.lock().expect("metrics lock").clone();
         let mut out = String::new();
         let header = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP zenkoctl_{name} {help}\n# TYPE zenkoctl_{name} {kind}");
+            let _ = writeln!(
+                out,
+                "# HELP zenkoctl_{name} {help}\n# TYPE zenkoctl_{name} {kind}"
+            );
         };
-        header(&mut out, "requests_total", "counter", "Requests answered, by service, operation and status code.");
+        header(
+            &mut out,
+            "requests_total",
+            "counter",
+            "Requests answered, by service, operation and status code.",
+        );
         for s in &services {
             for (op, series) in s.snapshot() {
                 for (code, n) in &series.codes {
-                    let _ = writeln!(out, "zenkoctl_requests_total{{service=\"{}\",op=\"{op}\",code=\"{code}\"}} {n}", s.name);
+                    let _ = writeln!(
+                        out,
+                        "zenkoctl_requests_total{{service=\"{}\",op=\"{op}\",code=\"{code}\"}} {n}",
+                        s.name
+                    );
                 }
             }
         }
         header(&mut out, "request_errors_total", "counter", "Failed requests: client (4xx), server (5xx), aborted (connection lost before the answer).");
         for s in &services {
             for (op, series) in s.snapshot() {
-                for (kind, n) in [("client", series.client_errors), ("server", series.server_errors), ("aborted", series.aborted)] {
+                for (kind, n) in [
+                    ("client", series.client_errors),
+                    ("server", series.server_errors),
+                    ("aborted", series.aborted),
+                ] {
                     let _ = writeln!(out, "zenkoctl_request_errors_total{{service=\"{}\",op=\"{op}\",kind=\"{kind}\"}} {n}", s.name);
                 }
             }
         }
-        header(&mut out, "bytes_total", "counter", "Payload bytes received (in) and sent (out).");
+        header(
+            &mut out,
+            "bytes_total",
+            "counter",
+            "Payload bytes received (in) and sent (out).",
+        );
         for s in &services {
             for (op, series) in s.snapshot() {
                 for (dir, n) in [("in", series.bytes_in), ("out", series.bytes_out)] {
@@ -152,7 +173,12 @@ impl Observability {
                 }
             }
         }
-        header(&mut out, "request_duration_seconds", "histogram", "Time from request to response headers (for uploads: to the durable acknowledgement).");
+        header(
+            &mut out,
+            "request_duration_seconds",
+            "histogram",
+            "Time from request to response headers (for uploads: to the durable acknowledgement).",
+        );
         for s in &services {
             for (op, series) in s.snapshot() {
                 let labels = format!("service=\"{}\",op=\"{op}\"", s.name);
@@ -161,14 +187,36 @@ impl Observability {
                     cumulative += n;
                     let _ = writeln!(out, "zenkoctl_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
                 }
-                let _ = writeln!(out, "zenkoctl_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", series.count);
-                let _ = writeln!(out, "zenkoctl_request_duration_seconds_sum{{{labels}}} {}", series.seconds_sum);
-                let _ = writeln!(out, "zenkoctl_request_duration_seconds_count{{{labels}}} {}", series.count);
+                let _ = writeln!(
+                    out,
+                    "zenkoctl_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                    series.count
+                );
+                let _ = writeln!(
+                    out,
+                    "zenkoctl_request_duration_seconds_sum{{{labels}}} {}",
+                    series.seconds_sum
+                );
+                let _ = writeln!(
+                    out,
+                    "zenkoctl_request_duration_seconds_count{{{labels}}} {}",
+                    series.count
+                );
             }
         }
-        header(&mut out, "requests_in_flight", "gauge", "Requests being handled.");
+        header(
+            &mut out,
+            "requests_in_flight",
+            "gauge",
+            "Requests being handled.",
+        );
         for s in &services {
-            let _ = writeln!(out, "zenkoctl_requests_in_flight{{service=\"{}\"}} {}", s.name, s.in_flight.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "zenkoctl_requests_in_flight{{service=\"{}\"}} {}",
+                s.name,
+                s.in_flight.load(Ordering::Relaxed)
+            );
         }
         out
     }
@@ -385,14 +433,30 @@ mod tests {
         m.bytes_counter("get", Direction::Out)
             .fetch_add(42, Ordering::Relaxed);
         let text = obs.render();
-        assert!(text.contains("zenkoctl_requests_total{service=\"data\",op=\"get\",code=\"200\"} 1"));
-        assert!(text.contains("zenkoctl_requests_total{service=\"data\",op=\"get\",code=\"404\"} 1"));
-        assert!(text.contains("zenkoctl_request_errors_total{service=\"data\",op=\"get\",kind=\"client\"} 1"));
-        assert!(text.contains("zenkoctl_request_errors_total{service=\"data\",op=\"put\",kind=\"server\"} 1"));
-        assert!(text.contains("zenkoctl_request_errors_total{service=\"data\",op=\"put\",kind=\"aborted\"} 1"));
-        assert!(text.contains("zenkoctl_bytes_total{service=\"data\",op=\"get\",direction=\"out\"} 42"));
-        assert!(text.contains("zenkoctl_request_duration_seconds_bucket{service=\"data\",op=\"get\",le=\"+Inf\"} 2"));
-        assert!(text.contains("zenkoctl_request_duration_seconds_count{service=\"data\",op=\"put\"} 1"));
+        assert!(
+            text.contains("zenkoctl_requests_total{service=\"data\",op=\"get\",code=\"200\"} 1")
+        );
+        assert!(
+            text.contains("zenkoctl_requests_total{service=\"data\",op=\"get\",code=\"404\"} 1")
+        );
+        assert!(text.contains(
+            "zenkoctl_request_errors_total{service=\"data\",op=\"get\",kind=\"client\"} 1"
+        ));
+        assert!(text.contains(
+            "zenkoctl_request_errors_total{service=\"data\",op=\"put\",kind=\"server\"} 1"
+        ));
+        assert!(text.contains(
+            "zenkoctl_request_errors_total{service=\"data\",op=\"put\",kind=\"aborted\"} 1"
+        ));
+        assert!(
+            text.contains("zenkoctl_bytes_total{service=\"data\",op=\"get\",direction=\"out\"} 42")
+        );
+        assert!(text.contains(
+            "zenkoctl_request_duration_seconds_bucket{service=\"data\",op=\"get\",le=\"+Inf\"} 2"
+        ));
+        assert!(
+            text.contains("zenkoctl_request_duration_seconds_count{service=\"data\",op=\"put\"} 1")
+        );
         assert!(text.contains("zenkoctl_requests_in_flight{service=\"data\"} 0"));
         // Same name, same series.
         assert!(Arc::ptr_eq(&obs.service("data"), &m));

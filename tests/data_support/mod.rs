@@ -27,13 +27,21 @@ impl Server {
         let stderr_path = data_path.with_extension(format!("stderr-{}", unique()));
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_zenkoctl"));
-        cmd.args(["-o", "json", "serve", "--only", "data", "--data-addr", "127.0.0.1:0"])
-            .arg("--data-path")
-            .arg(data_path)
-            .args(["--drain-timeout", "20"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
+        cmd.args([
+            "-o",
+            "json",
+            "serve",
+            "--only",
+            "data",
+            "--data-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-path")
+        .arg(data_path)
+        .args(["--drain-timeout", "20"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -80,7 +88,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not exit within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -108,7 +119,11 @@ impl Drop for Server {
 fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
@@ -149,11 +164,20 @@ impl Resp {
 
     /// The key from a 201's `Location: /DataFile/<key>`.
     pub fn key(&self) -> String {
-        assert_eq!(self.status, 201, "PUT failed: {} {}", self.status, self.text());
+        assert_eq!(
+            self.status,
+            201,
+            "PUT failed: {} {}",
+            self.status,
+            self.text()
+        );
         let loc = self.header("location").expect("Location header");
         let key = loc.strip_prefix("/DataFile/").expect("Location prefix");
         assert!(
-            key.len() == 40 && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            key.len() == 40
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
             "key {key:?}"
         );
         key.to_string()
@@ -168,7 +192,9 @@ pub struct Conn {
 impl Conn {
     pub fn connect(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect(addr).expect("connect to the data server");
-        stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         Conn {
             reader: BufReader::new(stream),
@@ -180,7 +206,12 @@ impl Conn {
     }
 
     /// Writes a request head; `headers` are sent as given (no Content-Length is added).
-    pub fn send_head(&mut self, method: &str, target: &str, headers: &[(&str, &str)]) -> io::Result<()> {
+    pub fn send_head(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> io::Result<()> {
         let mut head = format!("{method} {target} HTTP/1.1\r\nHost: test\r\n");
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -190,7 +221,13 @@ impl Conn {
     }
 
     /// A whole request; a body gets its Content-Length.
-    pub fn request(&mut self, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> io::Result<Resp> {
+    pub fn request(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> io::Result<Resp> {
         let len;
         let mut all: Vec<(&str, &str)> = headers.to_vec();
         if let Some(b) = body {
@@ -209,13 +246,21 @@ impl Conn {
         loop {
             let mut line = String::new();
             if self.reader.read_line(&mut line)? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed",
+                ));
             }
             let status: u16 = line
                 .split_whitespace()
                 .nth(1)
                 .and_then(|s| s.parse().ok())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {line:?}")))?;
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("bad status line {line:?}"),
+                    )
+                })?;
             let mut headers = Vec::new();
             loop {
                 let mut h = String::new();
@@ -255,7 +300,8 @@ impl Conn {
             loop {
                 let mut size = String::new();
                 self.reader.read_line(&mut size)?;
-                let size = usize::from_str_radix(size.trim().split(';').next().unwrap(), 16).unwrap();
+                let size =
+                    usize::from_str_radix(size.trim().split(';').next().unwrap(), 16).unwrap();
                 let mut chunk = vec![0; size + 2];
                 self.reader.read_exact(&mut chunk)?;
                 if size == 0 {
@@ -275,7 +321,13 @@ impl Conn {
 }
 
 /// A one-shot request on a new connection.
-pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Resp {
     Conn::connect(addr)
         .request(method, target, headers, body)
         .unwrap_or_else(|e| panic!("{method} {target}: {e}"))
@@ -405,7 +457,10 @@ impl RefDataServer {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "reference data server ignored SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "reference data server ignored SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -447,8 +502,16 @@ pub fn run_checks(script: &str, addr: SocketAddr) -> ChecksRun {
     let name = |l: &str| l.rsplit_once(" (").map_or(l, |(n, _)| n).to_string();
     let stdout = String::from_utf8_lossy(&out.stdout);
     ChecksRun {
-        passed: stdout.lines().filter_map(|l| l.strip_prefix("PASS ")).map(name).collect(),
-        failed: stdout.lines().filter_map(|l| l.strip_prefix("FAIL ")).map(name).collect(),
+        passed: stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("PASS "))
+            .map(name)
+            .collect(),
+        failed: stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("FAIL "))
+            .map(name)
+            .collect(),
         summary: stdout.lines().last().unwrap_or_default().to_string(),
         output,
     }

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
+use http::header::{
+    HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -47,13 +49,25 @@ impl ApiError {
         Self::new(404, "ObjNotFound", "This object does not exist")
     }
     pub fn invalid_range() -> Self {
-        Self::new(416, "InvalidRange", "The requested range cannot be satisfied.")
+        Self::new(
+            416,
+            "InvalidRange",
+            "The requested range cannot be satisfied.",
+        )
     }
     pub fn missing_content_length() -> Self {
-        Self::new(411, "MissingContentLength", "You must provide the Content-Length HTTP header.")
+        Self::new(
+            411,
+            "MissingContentLength",
+            "You must provide the Content-Length HTTP header.",
+        )
     }
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource.",
+        )
     }
     pub fn invalid_uri(message: &'static str) -> Self {
         Self::new(400, "InvalidURI", message)
@@ -62,20 +76,28 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
     fn fs(e: &FsError) -> Self {
-        Self::internal(format!("filesystem error: {}() returned {}", e.op, e.code()))
+        Self::internal(format!(
+            "filesystem error: {}() returned {}",
+            e.op,
+            e.code()
+        ))
     }
 
     pub fn body(&self) -> String {
         // Same key order as the reference's JSON.stringify({errorType, errorMessage}).
         let message = serde_json::Value::from(self.message.as_ref());
-        format!("{{\"errorType\":\"{}\",\"errorMessage\":{message}}}\n", self.error_type)
+        format!(
+            "{{\"errorType\":\"{}\",\"errorMessage\":{message}}}\n",
+            self.error_type
+        )
     }
 
     fn response(&self) -> Response<DataBody> {
         let body = self.body();
         let mut resp = Response::new(DataBody::full(body.clone()));
         *resp.status_mut() = self.status;
-        resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        resp.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
         resp
     }
 }
@@ -108,9 +130,14 @@ pub fn route(method: &Method, target: &str) -> Result<Route, ApiError> {
         }
     }
     let path = decode_uri(target).ok_or_else(|| ApiError::invalid_uri("malformed URI"))?;
-    let (service, key) = explode_path(&path).ok_or_else(|| ApiError::invalid_uri("malformed URI"))?;
+    let (service, key) =
+        explode_path(&path).ok_or_else(|| ApiError::invalid_uri("malformed URI"))?;
     if service != DATA_FILE_URL {
-        return Err(ApiError::new(400, "InvalidAction", format!("unsupported service '{service}'")));
+        return Err(ApiError::new(
+            400,
+            "InvalidAction",
+            format!("unsupported service '{service}'"),
+        ));
     }
     match (expect_key, key) {
         (false, None) => Ok(Route::Put),
@@ -132,7 +159,10 @@ fn explode_path(path: &str) -> Option<(&str, Option<&str>)> {
         return None;
     }
     if let Some(k) = key {
-        if !k.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !k
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return None;
         }
     }
@@ -266,7 +296,8 @@ impl DataService {
             match body.frame().await {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        self.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        self.bytes_in
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
                         batched += data.len();
                         batch.push(data);
                         if batched >= WRITE_BATCH {
@@ -313,7 +344,8 @@ impl DataService {
             LOCATION,
             HeaderValue::from_str(&location).expect("keys are hex"),
         );
-        resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(0));
+        resp.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(0));
         Ok(resp)
     }
 
@@ -333,7 +365,9 @@ impl DataService {
         let (status, start, len) = match resolved {
             Resolved::Unsatisfiable => return Err(ApiError::invalid_range()),
             Resolved::Whole => (StatusCode::OK, 0, size),
-            Resolved::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+            Resolved::Partial { start, end } => {
+                (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+            }
         };
         let body = if len == 0 {
             DataBody::Empty
@@ -347,7 +381,10 @@ impl DataService {
         h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         if status == StatusCode::PARTIAL_CONTENT {
             let value = format!("bytes {start}-{}/{size}", start + len - 1);
-            h.insert(CONTENT_RANGE, HeaderValue::from_str(&value).expect("digits"));
+            h.insert(
+                CONTENT_RANGE,
+                HeaderValue::from_str(&value).expect("digits"),
+            );
         }
         Ok(resp)
     }
@@ -376,7 +413,8 @@ impl DataService {
             du.available, du.free, du.total
         );
         let mut resp = Response::new(DataBody::full(body.clone()));
-        resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        resp.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
         Ok(resp)
     }
 }
@@ -416,12 +454,24 @@ mod tests {
         assert_eq!(r(Method::PUT, "/DataFile/"), Ok(Route::Put));
         assert_eq!(r(Method::PUT, "/DataFile"), Ok(Route::Put));
         assert_eq!(r(Method::GET, "/DataFile?diskUsage"), Ok(Route::DiskUsage));
-        assert_eq!(r(Method::GET, &format!("/DataFile/{K}")), Ok(Route::Get(K.into())));
-        assert_eq!(r(Method::DELETE, &format!("/DataFile/{K}")), Ok(Route::Delete(K.into())));
+        assert_eq!(
+            r(Method::GET, &format!("/DataFile/{K}")),
+            Ok(Route::Get(K.into()))
+        );
+        assert_eq!(
+            r(Method::DELETE, &format!("/DataFile/{K}")),
+            Ok(Route::Delete(K.into()))
+        );
         // Short hex keys route (and then are not found).
-        assert_eq!(r(Method::GET, "/DataFile/abc"), Ok(Route::Get("abc".into())));
+        assert_eq!(
+            r(Method::GET, "/DataFile/abc"),
+            Ok(Route::Get("abc".into()))
+        );
         // %-escapes of unreserved characters are decoded.
-        assert_eq!(r(Method::GET, "/DataFil%65/abc"), Ok(Route::Get("abc".into())));
+        assert_eq!(
+            r(Method::GET, "/DataFil%65/abc"),
+            Ok(Route::Get("abc".into()))
+        );
     }
 
     #[test]

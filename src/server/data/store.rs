@@ -102,13 +102,8 @@ fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe {
-            libc::getrandom(
-                buf[filled..].as_mut_ptr().cast(),
-                buf.len() - filled,
-                0,
-            )
-        };
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {
@@ -268,7 +263,8 @@ impl DataStore {
     /// Removes every file in the temporary directory; returns how many.
     pub fn clean_temp(&self) -> Result<usize, FsError> {
         let mut removed = 0;
-        let entries = fs::read_dir(&self.temp).map_err(|e| FsError::new("scandir", &self.temp, e))?;
+        let entries =
+            fs::read_dir(&self.temp).map_err(|e| FsError::new("scandir", &self.temp, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| FsError::new("scandir", &self.temp, e))?;
             let path = entry.path();
@@ -284,7 +280,10 @@ impl DataStore {
     /// Starts an upload: an exclusive temporary file.
     pub fn begin_upload(&self) -> Result<Upload, FsError> {
         loop {
-            let name = format!("{}.part", Key::random().map_err(|e| FsError::new("getrandom", &self.temp, e))?);
+            let name = format!(
+                "{}.part",
+                Key::random().map_err(|e| FsError::new("getrandom", &self.temp, e))?
+            );
             let path = self.temp.join(name);
             match OpenOptions::new()
                 .write(true)
@@ -340,7 +339,11 @@ impl DataStore {
         let mut st: libc::statfs = unsafe { std::mem::zeroed() };
         // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statfs struct.
         if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-            return Err(FsError::new("statfs", &self.root, io::Error::last_os_error()));
+            return Err(FsError::new(
+                "statfs",
+                &self.root,
+                io::Error::last_os_error(),
+            ));
         }
         let bsize = st.f_bsize as u64;
         Ok(DiskUsage {
@@ -535,8 +538,12 @@ mod tests {
             assert!(dir.path().join(i.to_string()).is_dir());
         }
         let mut up = store.begin_upload().unwrap();
-        up.write(&[Bytes::from_static(b"hello "), Bytes::new(), Bytes::from_static(b"world")])
-            .unwrap();
+        up.write(&[
+            Bytes::from_static(b"hello "),
+            Bytes::new(),
+            Bytes::from_static(b"world"),
+        ])
+        .unwrap();
         let key = up.commit().unwrap();
         let path = store.object_path(&key);
         assert_eq!(
@@ -550,7 +557,10 @@ mod tests {
         assert_eq!(size, 11);
         assert_eq!(fs::read_dir(store.temp_dir()).unwrap().count(), 0);
         store.delete(&key).unwrap();
-        assert!(matches!(store.open_object(&key), Err(LookupError::NotFound)));
+        assert!(matches!(
+            store.open_object(&key),
+            Err(LookupError::NotFound)
+        ));
         assert!(matches!(store.delete(&key), Err(LookupError::NotFound)));
     }
 

@@ -108,10 +108,7 @@ fn bound_str(opts: &serde_json::Map<String, Value>, name: &str) -> Option<String
 /// applies the options to raw keys). With a prefix, the missing-bound defaults are the
 /// reference's: lower `gte "\x00"`, upper `lte "\uFFFF"` (§4.4 quirk, reproduced on purpose so S3
 /// listings of keys starting above U+FFFF match upstream).
-pub fn read_options(
-    opts: Option<&Value>,
-    prefix: Option<&[u8]>,
-) -> Result<ReadOptions, MdError> {
+pub fn read_options(opts: Option<&Value>, prefix: Option<&[u8]>) -> Result<ReadOptions, MdError> {
     let empty = serde_json::Map::new();
     let opts = match opts {
         None | Some(Value::Null) => &empty,
@@ -204,7 +201,10 @@ mod tests {
         assert_eq!(raw_key(&["a".into(), "b".into()], "k"), b"!a#b!k");
         assert_eq!(raw_key(&[], "k"), b"!!k");
         assert_eq!(
-            raw_key(&["..recordLogs".into(), "s3-recordlog".into()], "0000000000000001"),
+            raw_key(
+                &["..recordLogs".into(), "s3-recordlog".into()],
+                "0000000000000001"
+            ),
             b"!..recordLogs#s3-recordlog!0000000000000001"
         );
         assert_eq!(db_path(""), Vec::<String>::new());
@@ -225,8 +225,15 @@ mod tests {
         let p = b"!b!".as_slice();
         let o = read_options(Some(&json!({"gt":"a","gte":"b","start":"c"})), Some(p)).unwrap();
         assert_eq!(o.scan.lower, Bound::Excluded(b"!b!a".to_vec()));
-        assert_eq!(o.scan.upper, Bound::Included("!b!\u{FFFF}".as_bytes().to_vec()));
-        let o = read_options(Some(&json!({"start":"b","end":"c","reverse":true})), Some(p)).unwrap();
+        assert_eq!(
+            o.scan.upper,
+            Bound::Included("!b!\u{FFFF}".as_bytes().to_vec())
+        );
+        let o = read_options(
+            Some(&json!({"start":"b","end":"c","reverse":true})),
+            Some(p),
+        )
+        .unwrap();
         assert_eq!(o.scan.lower, Bound::Included(b"!b!c".to_vec()));
         assert_eq!(o.scan.upper, Bound::Included(b"!b!b".to_vec()));
         let o = read_options(Some(&json!({})), None).unwrap();

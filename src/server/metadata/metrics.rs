@@ -106,9 +106,17 @@ impl Metrics {
             ("streams_open", "gauge", &self.streams_open),
             ("streams_total", "counter", &self.streams_total),
             ("stream_items_total", "counter", &self.stream_items),
-            ("stream_ack_timeouts_total", "counter", &self.stream_timeouts),
+            (
+                "stream_ack_timeouts_total",
+                "counter",
+                &self.stream_timeouts,
+            ),
         ] {
-            let _ = writeln!(out, "# TYPE {p}_{name} {kind}\n{p}_{name} {}", v.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# TYPE {p}_{name} {kind}\n{p}_{name} {}",
+                v.load(Relaxed)
+            );
         }
         out
     }

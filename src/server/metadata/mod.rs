@@ -30,6 +30,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 
 use crate::server::observe::{HealthCheck, Observability, HEALTH_PATH, METRICS_PATH};
@@ -102,9 +103,8 @@ impl HealthCheck for StoreHealth {
 impl MetadataServer {
     /// Open the store and bind the listener (port 0 picks a free port: see [`Self::local_addr`]).
     pub async fn bind(config: MetadataConfig, obs: Arc<Observability>) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.path).with_context(|| {
-            format!("metadata service: creating {}", config.path.display())
-        })?;
+        std::fs::create_dir_all(&config.path)
+            .with_context(|| format!("metadata service: creating {}", config.path.display()))?;
         let store: Arc<dyn Store> = match &config.backend {
             Backend::Embedded => {
                 let file = config.path.join("metadata.redb");
@@ -161,11 +161,21 @@ impl MetadataServer {
     }
 
     /// Serve until `shutdown` resolves, then close every socket.io session and return.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let addr = self.local_addr();
         tracing::info!(%addr, "metadata service listening");
         let io = self.io.clone();
-        axum::serve(self.listener, self.router)
+        // Without TCP_NODELAY, the small frames of an ack followed by stream events wait for
+        // the peer's delayed ACK (~40 ms per exchange).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "metadata service: cannot set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, self.router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 io.close().await;

@@ -78,7 +78,10 @@ pub struct StreamRegistry(Mutex<HashMap<String, watch::Sender<bool>>>);
 impl StreamRegistry {
     fn register(&self, id: &str) -> watch::Receiver<bool> {
         let (tx, rx) = watch::channel(false);
-        self.0.lock().expect("stream registry").insert(id.to_string(), tx);
+        self.0
+            .lock()
+            .expect("stream registry")
+            .insert(id.to_string(), tx);
         rx
     }
 

@@ -200,8 +200,9 @@ impl MetadataService {
                     k.extend_from_slice(format!("{:016}", *seq).as_bytes());
                     raw.push(Op::Put {
                         key: k,
-                        value: serde_json::to_vec(&record)
-                            .map_err(|e| MdError::Internal(format!("encoding a log record: {e}")))?,
+                        value: serde_json::to_vec(&record).map_err(|e| {
+                            MdError::Internal(format!("encoding a log record: {e}"))
+                        })?,
                     });
                 }
                 // Enqueued under the lock: batches commit in sequence order. A failed batch
@@ -365,9 +366,12 @@ impl MetadataService {
             },
         )
         .await?;
-        let start = first
-            .first()
-            .and_then(|(k, _)| std::str::from_utf8(&k[prefix.len()..]).ok()?.parse::<i64>().ok());
+        let start = first.first().and_then(|(k, _)| {
+            std::str::from_utf8(&k[prefix.len()..])
+                .ok()?
+                .parse::<i64>()
+                .ok()
+        });
         let Some(start) = start else {
             let cursor = self
                 .store
@@ -474,7 +478,10 @@ fn load_or_create_uuid(dir: &Path) -> Result<String, MdError> {
     }
     let id = uuid_v4();
     let io = |e: std::io::Error| {
-        MdError::Internal(format!("creating the deployment id {}: {e}", file.display()))
+        MdError::Internal(format!(
+            "creating the deployment id {}: {e}",
+            file.display()
+        ))
     };
     let tmp = dir.join("uuid.tmp");
     {
@@ -484,7 +491,9 @@ fn load_or_create_uuid(dir: &Path) -> Result<String, MdError> {
         f.sync_all().map_err(io)?;
     }
     std::fs::rename(&tmp, &file).map_err(io)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
     Ok(id)
 }
 
@@ -564,7 +573,10 @@ mod tests {
     #[test]
     fn iso_dates() {
         assert_eq!(iso_from_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_from_millis(1_795_734_929_251), "2026-11-26T23:15:29.251Z");
+        assert_eq!(
+            iso_from_millis(1_795_734_929_251),
+            "2026-11-26T23:15:29.251Z"
+        );
         assert_eq!(iso_from_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 

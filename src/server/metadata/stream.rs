@@ -68,7 +68,10 @@ pub async fn produce(
             Err(e) => {
                 // The reference sends nothing here and leaves the consumer hanging; say it.
                 tracing::warn!(stream = id, error = %e, "metadata stream source failed");
-                let _ = s.emit("stream-error", &json!({"streamId": id, "error": e.to_wire()}));
+                let _ = s.emit(
+                    "stream-error",
+                    &json!({"streamId": id, "error": e.to_wire()}),
+                );
                 return;
             }
         };
@@ -81,7 +84,9 @@ pub async fn produce(
             return;
         }
         metrics.stream_items(data.len());
-        let ack = match s.emit_with_ack::<_, Value>("stream-data", &json!({"streamId": id, "data": data})) {
+        let ack = match s
+            .emit_with_ack::<_, Value>("stream-data", &json!({"streamId": id, "data": data}))
+        {
             Ok(a) => a,
             Err(e) => {
                 // Socket closed or its send buffer full: the client is gone or not reading.

@@ -1,0 +1,397 @@
+//! Shared by the tests/metadata_*.rs files: start the real `zenkoctl serve --only metadata`
+//! binary and Arsenal's reference MetadataFileServer, run the Node check scripts, and talk raw
+//! Engine.IO 4 / socket.io 5 long-polling (so malformed and non-acking clients can be played).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running metadata server (ours or the reference); killed by pid when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub path: PathBuf,
+    pub who: &'static str,
+    stderr_path: PathBuf,
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Server {
+    /// `zenkoctl serve --only metadata` on a free loopback port, metadata under `path`.
+    pub fn ours(path: &Path) -> Server {
+        let stderr_path = path.with_extension(format!("stderr-{}", unique()));
+        let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
+            .args(["-o", "json", "serve", "--only", "metadata"])
+            .args(["--metadata-addr", "127.0.0.1:0", "--metadata-path"])
+            .arg(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn zenkoctl serve");
+        let line = first_line(&mut child, &stderr_path);
+        let doc: Value = serde_json::from_str(&line).expect("readiness line is JSON");
+        assert_eq!(doc["service"], "metadata", "{line}");
+        let addr = doc["addr"].as_str().unwrap().parse().unwrap();
+        Server {
+            child,
+            addr,
+            path: path.to_path_buf(),
+            who: "zenkoctl",
+            stderr_path,
+        }
+    }
+
+    /// Arsenal's own MetadataFileServer (tests/arsenal/ref-mdserver.js) over LevelDB.
+    pub fn reference(path: &Path) -> Server {
+        let dir = arsenal_dir();
+        let stderr_path = path.with_extension(format!("stderr-{}", unique()));
+        let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
+        let mut child = Command::new("node")
+            .arg(dir.join("ref-mdserver.js"))
+            .arg("--path")
+            .arg(path)
+            .args(["--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn node ref-mdserver.js");
+        let line = first_line(&mut child, &stderr_path);
+        let port: u16 = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("ref-mdserver.js said {line:?}"));
+        Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            path: path.to_path_buf(),
+            who: "reference",
+            stderr_path,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn kill9(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.pid(), libc::SIGKILL) };
+        assert_eq!(rc, 0, "kill -9 {}", self.pid());
+        let _ = self.child.wait();
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn rss(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:") * 1024
+    }
+
+    pub fn peak_rss(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:") * 1024
+    }
+
+    /// Cumulated user+system CPU seconds of the server (from /proc/PID/stat).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.stderr_path);
+    }
+}
+
+fn first_line(child: &mut Child, stderr_path: &Path) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    match lines.next() {
+        Some(Ok(line)) => {
+            // Keep draining stdout so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            line
+        }
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(stderr_path).unwrap_or_default();
+            panic!("server did not report readiness ({other:?}); stderr:\n{log}");
+        }
+    }
+}
+
+pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} missing from /proc/{pid}/status"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// tests/arsenal with its node_modules; fails (never skips) when scripts/deps/arsenal.sh has
+/// not been run.
+pub fn arsenal_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/arsenal");
+    assert!(
+        dir.join("node_modules/@scality/arsenal/package.json")
+            .exists(),
+        "the Arsenal harness is not installed: run scripts/deps/arsenal.sh (needs node and npm)"
+    );
+    dir
+}
+
+/// The result of one `node <script> --target ...` run.
+#[derive(Debug)]
+pub struct ChecksRun {
+    pub passed: Vec<String>,
+    /// (name, message)
+    pub failed: Vec<(String, String)>,
+    pub summary: String,
+    pub output: String,
+}
+
+pub fn run_checks(script: &str, addr: SocketAddr, extra: &[&str]) -> ChecksRun {
+    let dir = arsenal_dir();
+    let out = Command::new("node")
+        .arg(dir.join(script))
+        .arg("--target")
+        .arg(addr.to_string())
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let name = |l: &str| l.rsplit_once(" (").map_or(l, |(n, _)| n).to_string();
+    ChecksRun {
+        passed: stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("PASS "))
+            .map(name)
+            .collect(),
+        failed: stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("FAIL "))
+            .map(|l| {
+                let (n, msg) = l.split_once("): ").unwrap_or((l, ""));
+                (name(&format!("{n})")), msg.to_string())
+            })
+            .collect(),
+        summary: stdout.lines().last().unwrap_or_default().to_string(),
+        output: format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A raw Engine.IO 4 long-polling client, one HTTP/1.1 request per connection.
+
+pub struct Polling {
+    pub addr: SocketAddr,
+    pub sid: String,
+    pub handshake: Value,
+}
+
+/// One HTTP exchange; returns (status, body).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(timeout))?;
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut rest = &raw[split..];
+    let body = if head.contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+            let n =
+                usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap_or("0").trim(), 16)
+                    .unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
+            rest = &rest[eol + 2 + n + 2..];
+        }
+        out
+    } else {
+        rest.to_vec()
+    };
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+impl Polling {
+    pub fn open(addr: SocketAddr) -> Polling {
+        let (status, body) = http(
+            addr,
+            "GET",
+            "/socket.io/?EIO=4&transport=polling&t=a",
+            b"",
+            Duration::from_secs(5),
+        )
+        .expect("handshake");
+        assert_eq!(status, 200, "handshake: {body}");
+        let json = body
+            .strip_prefix('0')
+            .unwrap_or_else(|| panic!("handshake body {body:?}"));
+        let handshake: Value = serde_json::from_str(json).expect("handshake JSON");
+        Polling {
+            addr,
+            sid: handshake["sid"].as_str().unwrap().to_string(),
+            handshake,
+        }
+    }
+
+    fn target(&self) -> String {
+        format!("/socket.io/?EIO=4&transport=polling&t=b&sid={}", self.sid)
+    }
+
+    /// POST Engine.IO packets (joined with \x1e). Returns the HTTP status and body.
+    pub fn post(&self, packets: &[&str]) -> (u16, String) {
+        http(
+            self.addr,
+            "POST",
+            &self.target(),
+            packets.join("\x1e").as_bytes(),
+            Duration::from_secs(10),
+        )
+        .expect("POST")
+    }
+
+    /// One long poll: the Engine.IO packets the server had (waits up to `timeout`). Pings are
+    /// answered and not returned. `None` when the poll timed out.
+    pub fn poll(&self, timeout: Duration) -> Option<Vec<String>> {
+        match http(self.addr, "GET", &self.target(), b"", timeout) {
+            Ok((200, body)) => {
+                let mut out = Vec::new();
+                for p in body.split('\x1e') {
+                    if p == "2" {
+                        self.post(&["3"]);
+                    } else if !p.is_empty() {
+                        out.push(p.to_string());
+                    }
+                }
+                Some(out)
+            }
+            Ok((status, body)) => panic!("poll: HTTP {status} {body}"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+
+    /// Polls until `want` socket.io packets (Engine.IO `4` messages, prefix stripped) arrived or
+    /// `timeout` passed.
+    pub fn messages(&self, want: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while got.len() < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.poll(left) {
+                Some(ps) => got.extend(
+                    ps.into_iter()
+                        .filter_map(|p| p.strip_prefix('4').map(String::from)),
+                ),
+                None => break,
+            }
+        }
+        got
+    }
+
+    pub fn connect(&self, ns: &str) {
+        let (status, body) = self.post(&[&format!("40{ns},")]);
+        assert_eq!((status, body.as_str()), (200, "ok"));
+        let m = self.messages(1, Duration::from_secs(5));
+        assert!(
+            m.len() == 1 && m[0].starts_with(&format!("0{ns},{{\"sid\":")),
+            "connect {ns}: {m:?}"
+        );
+    }
+
+    /// Sends `call` with ack id `id` and returns the ack's JSON array.
+    pub fn call(&self, ns: &str, id: u64, method: &str, rpc_args: Value, sub: &[&str]) -> Value {
+        let env = serde_json::json!({"rpcArgs": rpc_args, "subLevel": sub});
+        let pkt = format!("42{ns},{id}{}", serde_json::json!(["call", method, env]));
+        self.post(&[&pkt]);
+        self.ack(ns, id)
+    }
+
+    /// Waits for the ack `id` on `ns`, ignoring other packets.
+    pub fn ack(&self, ns: &str, id: u64) -> Value {
+        let prefix = format!("3{ns},{id}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            for m in self.messages(1, Duration::from_secs(10)) {
+                if let Some(rest) = m.strip_prefix(&prefix) {
+                    if rest.starts_with('[') {
+                        return serde_json::from_str(rest).expect("ack JSON");
+                    }
+                }
+            }
+        }
+        panic!("no ack {id} on {ns}");
+    }
+}
+
+/// Parses a socket.io EVENT packet `2<ns>,<id>[...]` → (ack id, JSON array).
+pub fn parse_event(ns: &str, m: &str) -> Option<(Option<u64>, Value)> {
+    let rest = m.strip_prefix(&format!("2{ns},"))?;
+    let json_at = rest.find('[')?;
+    let id = rest[..json_at].parse().ok();
+    Some((id, serde_json::from_str(&rest[json_at..]).ok()?))
+}
