@@ -451,3 +451,40 @@ pub fn parse_event(ns: &str, m: &str) -> Option<(Option<u64>, Value)> {
     let id = rest[..json_at].parse().ok();
     Some((id, serde_json::from_str(&rest[json_at..]).ok()?))
 }
+
+/// Consumes the stream announced by `marker` (a call's result), acking every event at once as
+/// Arsenal's client does, and calls `each` with every item in order. Returns the item count.
+pub fn consume_stream(p: &Polling, ns: &str, marker: &Value, mut each: impl FnMut(Value)) -> usize {
+    let sid = marker["$streamId"].as_str().expect("a stream marker").to_string();
+    let mut n = 0;
+    let mut idle = Instant::now();
+    loop {
+        assert!(idle.elapsed() < Duration::from_secs(30), "stream {sid} stalled after {n} items");
+        let Some(m) = p.messages(1, Duration::from_secs(1)).pop() else {
+            continue;
+        };
+        idle = Instant::now();
+        let Some((ack_id, ev)) = parse_event(ns, &m) else {
+            continue;
+        };
+        if ev[1]["streamId"] != Value::String(sid.clone()) {
+            continue;
+        }
+        if let Some(id) = ack_id {
+            p.post(&[&format!("43{ns},{id}[null]")]);
+        }
+        match ev[0].as_str().unwrap() {
+            "stream-data" => {
+                for item in ev[1]["data"].as_array().expect("data array") {
+                    each(item.clone());
+                    n += 1;
+                }
+            }
+            "stream-end" => {
+                p.post(&[&format!("42{ns},[\"stream-hangup\",{{\"streamId\":\"{sid}\"}}]")]);
+                return n;
+            }
+            other => panic!("stream {sid}: {other} {}", ev[1]),
+        }
+    }
+}
