@@ -58,7 +58,9 @@ fn sigkill_during_writes_loses_nothing_acknowledged_and_applies_no_half_batch() 
                         break 'run;
                     }
                     for m in p.messages(1, Duration::from_millis(200)) {
-                        let Some(rest) = m.strip_prefix(&format!("3{MD},")) else { continue };
+                        let Some(rest) = m.strip_prefix(&format!("3{MD},")) else {
+                            continue;
+                        };
                         let at = rest.find('[').unwrap();
                         let id: u64 = rest[..at].parse().unwrap();
                         let ack: Value = serde_json::from_str(&rest[at..]).unwrap();
@@ -84,7 +86,10 @@ fn sigkill_during_writes_loses_nothing_acknowledged_and_applies_no_half_batch() 
         let _ = w.join();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked_at_kill >= 1000, "too few writes before the kill ({acked_at_kill})");
+    assert!(
+        acked_at_kill >= 1000,
+        "too few writes before the kill ({acked_at_kill})"
+    );
 
     let server = Server::ours(&path);
     let p = Polling::open(server.addr);
@@ -98,9 +103,19 @@ fn sigkill_during_writes_loses_nothing_acknowledged_and_applies_no_half_batch() 
         );
     });
     for (k, v) in &acked {
-        assert_eq!(data.get(k), Some(v), "acknowledged put {k} lost or altered by the crash");
+        assert_eq!(
+            data.get(k),
+            Some(v),
+            "acknowledged put {k} lost or altered by the crash"
+        );
     }
-    let marker = p.call(MD, 2, "createReadStream", json!([{}]), &["..recordLogs", "s3-recordlog"]);
+    let marker = p.call(
+        MD,
+        2,
+        "createReadStream",
+        json!([{}]),
+        &["..recordLogs", "s3-recordlog"],
+    );
     let mut seqs = Vec::new();
     let mut logged = BTreeMap::new();
     consume_stream(&p, MD, &marker[1], |item| {
@@ -120,7 +135,11 @@ fn sigkill_during_writes_loses_nothing_acknowledged_and_applies_no_half_batch() 
     );
     assert_eq!(logged, data, "record values differ from the stored values");
     let n = seqs.len() as u64;
-    assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "the record log has gaps or duplicates");
+    assert_eq!(
+        seqs,
+        (1..=n).collect::<Vec<_>>(),
+        "the record log has gaps or duplicates"
+    );
     eprintln!(
         "crash test: {} puts acknowledged before SIGKILL, {} present after restart",
         acked.len(),
@@ -137,5 +156,8 @@ fn sigkill_during_writes_loses_nothing_acknowledged_and_applies_no_half_batch() 
     );
     let mut last = Vec::new();
     consume_stream(&p, MD, &raw[1], |k| last.push(k));
-    assert_eq!(last, vec![json!(format!("!..recordLogs#s3-recordlog!{:016}", n + 1))]);
+    assert_eq!(
+        last,
+        vec![json!(format!("!..recordLogs#s3-recordlog!{:016}", n + 1))]
+    );
 }

@@ -407,7 +407,7 @@ impl Polling {
     /// Waits for the ack `id` on `ns`; other packets stay queued, in order.
     pub fn ack(&self, ns: &str, id: u64) -> Value {
         let prefix = format!("43{ns},{id}");
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut others = Vec::new();
         let mut found = None;
         while Instant::now() < deadline {
@@ -426,7 +426,14 @@ impl Polling {
         for p in others.into_iter().rev() {
             pending.push_front(p);
         }
-        found.unwrap_or_else(|| panic!("no ack {id} on {ns}"))
+        found.unwrap_or_else(|| {
+            panic!(
+                "no ack {id} on {ns} within 30 s (session {} closed: {}; {} other packets queued)",
+                self.sid,
+                self.closed.load(std::sync::atomic::Ordering::SeqCst),
+                pending.len()
+            )
+        })
     }
 }
 
@@ -455,11 +462,17 @@ pub fn parse_event(ns: &str, m: &str) -> Option<(Option<u64>, Value)> {
 /// Consumes the stream announced by `marker` (a call's result), acking every event at once as
 /// Arsenal's client does, and calls `each` with every item in order. Returns the item count.
 pub fn consume_stream(p: &Polling, ns: &str, marker: &Value, mut each: impl FnMut(Value)) -> usize {
-    let sid = marker["$streamId"].as_str().expect("a stream marker").to_string();
+    let sid = marker["$streamId"]
+        .as_str()
+        .expect("a stream marker")
+        .to_string();
     let mut n = 0;
     let mut idle = Instant::now();
     loop {
-        assert!(idle.elapsed() < Duration::from_secs(30), "stream {sid} stalled after {n} items");
+        assert!(
+            idle.elapsed() < Duration::from_secs(30),
+            "stream {sid} stalled after {n} items"
+        );
         let Some(m) = p.messages(1, Duration::from_secs(1)).pop() else {
             continue;
         };
@@ -481,7 +494,9 @@ pub fn consume_stream(p: &Polling, ns: &str, marker: &Value, mut each: impl FnMu
                 }
             }
             "stream-end" => {
-                p.post(&[&format!("42{ns},[\"stream-hangup\",{{\"streamId\":\"{sid}\"}}]")]);
+                p.post(&[&format!(
+                    "42{ns},[\"stream-hangup\",{{\"streamId\":\"{sid}\"}}]"
+                )]);
                 return n;
             }
             other => panic!("stream {sid}: {other} {}", ev[1]),
