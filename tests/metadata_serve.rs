@@ -16,7 +16,12 @@ fn serve_runs_both_services_by_default_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
         .args(["-o", "json", "serve"])
-        .args(["--metadata-addr", "127.0.0.1:0", "--data-addr", "127.0.0.1:0"])
+        .args([
+            "--metadata-addr",
+            "127.0.0.1:0",
+            "--data-addr",
+            "127.0.0.1:0",
+        ])
         .arg("--metadata-path")
         .arg(dir.path().join("md"))
         .arg("--data-path")
@@ -41,11 +46,20 @@ fn serve_runs_both_services_by_default_and_stops_on_sigterm() {
     }
     let p = Polling::open(md);
     p.connect("/MDFile/metadata");
-    let ack = p.call("/MDFile/metadata", 1, "put", json!(["k", "v", {}]), &["serve"]);
+    let ack = p.call(
+        "/MDFile/metadata",
+        1,
+        "put",
+        json!(["k", "v", {}]),
+        &["serve"],
+    );
     assert_eq!(ack, json!([null, null]));
     // Metrics of both services on either port.
     let (_, body) = http(data, "GET", "/_/metrics", b"", Duration::from_secs(5)).unwrap();
-    assert!(body.contains("service=\"metadata\",op=\"put\",code=\"200\"} 1"), "{body}");
+    assert!(
+        body.contains("service=\"metadata\",op=\"put\",code=\"200\"} 1"),
+        "{body}"
+    );
     drop(p);
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -68,8 +82,19 @@ fn serve_runs_both_services_by_default_and_stops_on_sigterm() {
 fn mongodb_backend_is_refused_until_built() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
-        .args(["serve", "--only", "metadata", "--metadata-addr", "127.0.0.1:0"])
-        .args(["--metadata-backend", "mongodb", "--mongodb-uri", "mongodb://127.0.0.1:1"])
+        .args([
+            "serve",
+            "--only",
+            "metadata",
+            "--metadata-addr",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--metadata-backend",
+            "mongodb",
+            "--mongodb-uri",
+            "mongodb://127.0.0.1:1",
+        ])
         .arg("--metadata-path")
         .arg(dir.path())
         .stdin(Stdio::null())
@@ -77,5 +102,8 @@ fn mongodb_backend_is_refused_until_built() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("mongodb metadata backend is not built yet"), "{err}");
+    assert!(
+        err.contains("mongodb metadata backend is not built yet"),
+        "{err}"
+    );
 }
