@@ -26,6 +26,8 @@ const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rootDB");
 /// Upper bound on one group commit, to keep commit latency and memory bounded.
 const MAX_GROUP_BATCHES: usize = 512;
 const MAX_GROUP_BYTES: usize = 32 << 20;
+/// Longest wait for more batches when the previous commit grouped several (see writer_loop).
+const GATHER: std::time::Duration = std::time::Duration::from_micros(1500);
 /// redb's page cache (its default is 1 GiB). Hot metadata (bucket attributes, recent objects)
 /// stays cached; RSS is bounded by this plus the service's own bounded buffers.
 const CACHE_BYTES: usize = 256 << 20;
@@ -140,18 +142,31 @@ fn apply(db: &redb::Database, batches: &[&[Op]]) -> Result<(), StorageError> {
 }
 
 fn writer_loop(db: &redb::Database, rx: mpsc::Receiver<(Vec<Op>, Reply)>) {
+    // Size of the previous group: when several callers are writing, wait a little (at most
+    // GATHER) for as many batches as last time, so the callers that are just being answered
+    // join this commit instead of starting a smaller one. A lone sequential caller (groups of
+    // one) never waits.
+    let mut last_group = 1;
     while let Ok(first) = rx.recv() {
+        let started = std::time::Instant::now();
         let mut group = vec![first];
         let mut bytes: usize = group[0].0.iter().map(op_size).sum();
         while group.len() < MAX_GROUP_BATCHES && bytes < MAX_GROUP_BYTES {
-            match rx.try_recv() {
-                Ok(next) => {
-                    bytes += next.0.iter().map(op_size).sum::<usize>();
-                    group.push(next);
+            let next = match rx.try_recv() {
+                Ok(next) => next,
+                Err(_) if group.len() < last_group => {
+                    let left = GATHER.saturating_sub(started.elapsed());
+                    match rx.recv_timeout(left) {
+                        Ok(next) => next,
+                        Err(_) => break,
+                    }
                 }
                 Err(_) => break,
-            }
+            };
+            bytes += next.0.iter().map(op_size).sum::<usize>();
+            group.push(next);
         }
+        last_group = group.len();
         let batches: Vec<&[Op]> = group.iter().map(|(ops, _)| ops.as_slice()).collect();
         match apply(db, &batches) {
             Ok(()) => {
