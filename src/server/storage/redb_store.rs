@@ -4,7 +4,10 @@
 //! file is synced), and a `write` future resolves only after the commit holding its ops returned.
 //! Group commit: a single writer thread takes every batch queued while the previous commit was
 //! syncing and applies them in one transaction, so N concurrent callers share one sync instead of
-//! queueing for N (the reference merges writes within 5 ms for the same reason, §5.8). If a
+//! queueing for N (the reference merges writes within 5 ms for the same reason, §5.8); when the
+//! previous commit grouped several batches, it waits up to 1.5 ms for as many again, which
+//! measured ~11 instead of ~8 puts per sync with 16 callers and about a third less CPU per put.
+//! If a
 //! grouped commit fails, each batch is retried alone so one bad batch cannot fail its neighbours.
 //!
 //! Reads (`get`, cursor batches) run inline on the caller's task: they are short, bounded by the
