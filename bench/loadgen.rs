@@ -150,7 +150,8 @@ impl Client {
                     self.fill().await;
                 };
                 let size_text = std::str::from_utf8(&self.buf[self.pos..line_end]).unwrap();
-                let size = u64::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+                let size =
+                    u64::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
                 self.pos = line_end + 2;
                 self.skip(size + 2).await;
                 total += size;
@@ -277,7 +278,11 @@ async fn load(args: &[String]) {
         _ => None,
     };
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     let n = lat.len() as f64;
     let doc = serde_json::json!({
         "op": op, "size": size, "concurrency": concurrency,
@@ -348,10 +353,17 @@ fn disk(args: &[String]) {
         .collect();
     std::thread::sleep(Duration::from_secs_f64(seconds));
     stop.store(true, Ordering::Relaxed);
-    let mut lat: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut lat: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     let elapsed = started.elapsed().as_secs_f64();
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     let n = lat.len() as f64;
     let doc = serde_json::json!({
         "op": "disk", "size": size, "concurrency": concurrency, "requests": lat.len(),
