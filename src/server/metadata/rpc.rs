@@ -217,7 +217,7 @@ fn stream_marker(id: &str) -> Value {
 async fn dispatch(
     _s: &SocketRef,
     kind: Ns,
-    svc: &MetadataService,
+    svc: &Arc<MetadataService>,
     streams: &StreamRegistry,
     _metrics: &Metrics,
     args: &[Value],
