@@ -1,0 +1,391 @@
+//! S3 versioning in the metadata service (issue 8, spec §5), against Arsenal's real code:
+//! - tests/arsenal/metadata-versioning-checks.js (the Appendix B walk-through, exact value
+//!   surgery, BucketFileInterface driving a versioned bucket like CloudServer) and
+//!   metadata-versioning-load-checks.js (16 clients x 200 versioned puts, one key and random
+//!   keys) must pass against Arsenal's reference MetadataFileServer AND ours, in the same run;
+//! - version ids from both servers interleave: ids taken alternately from each sort in creation
+//!   order, and versions of both replayed into one key in any order leave the newest as master;
+//! - crashes: SIGKILL right after deleting the current version (the master is then a durable
+//!   PHD, its 15 s repair timer lost), and SIGKILL inside the repair (crash point, debug
+//!   builds: `ZENKOCTL_CRASH_AT=repair-before-write`); after restart a get answers the newest
+//!   version and repairs the master.
+//!
+//! Node harness: scripts/deps/arsenal.sh.
+
+mod metadata_support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use metadata_support::{run_checks, ChecksRun, Polling, Server};
+use serde_json::{json, Value};
+use zenkoctl::server::storage::redb_store::RedbStore;
+use zenkoctl::server::storage::Store;
+
+const NS: &str = "/MDFile/metadata";
+
+fn assert_all_pass(script: &str, on_ref: &ChecksRun, on_ours: &ChecksRun, ours: &Server) {
+    assert!(
+        on_ref.failed.is_empty() && !on_ref.passed.is_empty(),
+        "{script} fails against Arsenal's reference server ({}): the harness itself is wrong\n{}",
+        on_ref.summary,
+        on_ref.output
+    );
+    assert!(
+        on_ours.failed.is_empty(),
+        "{script} fails against zenkoctl ({}):\n{}\nserver stderr:\n{}",
+        on_ours.summary,
+        on_ours.output,
+        ours.stderr()
+    );
+    let (mut a, mut b) = (on_ref.passed.clone(), on_ours.passed.clone());
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "{script}: not the same checks ran on both servers");
+}
+
+/// Runs `script` against both servers at once (the suites wait for the reference's 15 s repair
+/// timer, so running them side by side halves the wall time).
+fn compare(script: &'static str, extra: &'static [&'static str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = Server::reference(&dir.path().join("ref"));
+    let ours = Server::ours(&dir.path().join("ours"));
+    let ref_addr = reference.addr;
+    let on_ref = std::thread::spawn(move || run_checks(script, ref_addr, extra));
+    let on_ours = run_checks(script, ours.addr, extra);
+    let on_ref = on_ref.join().expect("reference run");
+    assert_all_pass(script, &on_ref, &on_ours, &ours);
+}
+
+#[test]
+fn versioning_checks_pass_against_the_reference_and_ours() {
+    compare("metadata-versioning-checks.js", &[]);
+}
+
+#[test]
+fn concurrent_versioned_puts_lose_nothing_on_the_reference_and_ours() {
+    compare(
+        "metadata-versioning-load-checks.js",
+        &["--clients", "16", "--puts", "200", "--keys", "50"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A small RPC client over the raw long-polling helper.
+
+struct Rpc {
+    p: Polling,
+    next: u64,
+}
+
+impl Rpc {
+    fn open(addr: SocketAddr) -> Rpc {
+        let p = Polling::open(addr);
+        p.connect(NS);
+        Rpc { p, next: 1 }
+    }
+
+    /// `[err]` or `[null, result]` as acked.
+    fn call(&mut self, method: &str, args: Value, sub: &str) -> Value {
+        self.next += 1;
+        self.p.call(NS, self.next, method, args, &[sub])
+    }
+
+    fn ok(&mut self, method: &str, args: Value, sub: &str) -> Value {
+        let ack = self.call(method, args.clone(), sub);
+        assert!(ack[0].is_null(), "{method} {args} on {sub:?} failed: {ack}");
+        ack.get(1).cloned().unwrap_or(Value::Null)
+    }
+
+    fn vput(&mut self, sub: &str, key: &str, value: &str, opts: Value) -> String {
+        let res = self.ok("put", json!([key, value, opts]), sub);
+        let text = res
+            .as_str()
+            .unwrap_or_else(|| panic!("put acks a string: {res}"));
+        serde_json::from_str::<Value>(text).unwrap()["versionId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn get(&mut self, sub: &str, key: &str, opts: Value) -> Value {
+        self.call("get", json!([key, opts]), sub)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Version ids interleave with the reference's.
+
+#[test]
+fn version_ids_interleave_with_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = Server::reference(&dir.path().join("ref"));
+    let ours = Server::ours(&dir.path().join("ours"));
+    let (mut r, mut o) = (Rpc::open(reference.addr), Rpc::open(ours.addr));
+    // Alternate servers; 2 ms apart so no two ids share a millisecond across processes.
+    let mut created = Vec::new();
+    for i in 0..12 {
+        let (who, c) = if i % 2 == 0 {
+            ("ref", &mut r)
+        } else {
+            ("ours", &mut o)
+        };
+        let value = format!("{{\"i\":{i},\"who\":\"{who}\"}}");
+        let vid = c.vput("mix", "obj", &value, json!({"versioning": true}));
+        assert!(
+            vid.len() > 27 && vid[27..].bytes().all(|b| b.is_ascii_digit()),
+            "{who}: 14+6+7+counter layout: {vid:?}"
+        );
+        assert_eq!(&vid[20..27], "RG001  ", "{who}: {vid:?}");
+        created.push((
+            vid,
+            format!("{},\"versionId\":\"", &value[..value.len() - 1]),
+        ));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for w in created.windows(2) {
+        assert!(
+            w[1].0 < w[0].0,
+            "ids from both servers sort newest first: {:?} then {:?}",
+            w[0].0,
+            w[1].0
+        );
+    }
+    // Replay every version into one key on each server, oldest-last order scrambled, the way a
+    // replication target receives them (version-specific puts): the master ends as the newest.
+    let mut order: Vec<usize> = (0..created.len()).collect();
+    order.sort_by_key(|i| (i * 7) % created.len());
+    for c in [&mut r, &mut o] {
+        for &i in &order {
+            let (vid, prefix) = &created[i];
+            let value = format!("{prefix}{vid}\"}}");
+            let got = c.vput(
+                "replica",
+                "obj",
+                &value,
+                json!({"versionId": vid, "isNull": false}),
+            );
+            assert_eq!(&got, vid);
+        }
+        let newest = &created.last().unwrap().0;
+        let master = c.get("replica", "obj", json!({}));
+        let master: Value = serde_json::from_str(master[1].as_str().unwrap()).unwrap();
+        assert_eq!(
+            master["versionId"],
+            json!(newest),
+            "master after replay: {master}"
+        );
+        for (vid, _) in &created {
+            let v = c.get("replica", "obj", json!({"versionId": vid}));
+            assert!(v[0].is_null(), "version {vid:?} readable: {v}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crashes.
+
+/// `zenkoctl serve --only metadata` with extra environment, killed by pid on drop.
+struct Ours {
+    child: Child,
+    addr: SocketAddr,
+    stderr: PathBuf,
+}
+
+impl Ours {
+    fn start(path: &Path, env: &[(&str, &str)]) -> Ours {
+        use std::io::BufRead;
+        let stderr = path.with_extension(format!("stderr-{}", std::process::id()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
+            .args(["-o", "json", "serve", "--only", "metadata"])
+            .args(["--metadata-addr", "127.0.0.1:0", "--metadata-path"])
+            .arg(path)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn zenkoctl serve");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = match lines.next() {
+            Some(Ok(l)) => l,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "no readiness line ({other:?}): {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let doc: Value = serde_json::from_str(&line).unwrap();
+        Ours {
+            child,
+            addr: doc["addr"].as_str().unwrap().parse().unwrap(),
+            stderr,
+        }
+    }
+
+    fn kill9(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) },
+            0
+        );
+        let _ = self.child.wait();
+    }
+
+    /// Graceful stop (SIGTERM), so the store file is closed and can be inspected.
+    fn stop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
+            0
+        );
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
+    }
+
+    /// Waits until the process died of SIGKILL (a crash point), at most `timeout`.
+    fn wait_killed(&mut self, timeout: Duration) {
+        use std::os::unix::process::ExitStatusExt;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert_eq!(st.signal(), Some(libc::SIGKILL), "died of SIGKILL: {st:?}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the crash point was not reached (crash points exist only in debug builds)"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Ours {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.stderr);
+    }
+}
+
+/// The raw stored value of `key` in sublevel `sub`, read from the store file of a stopped server.
+fn stored(path: &Path, sub: &str, key: &str) -> Option<String> {
+    let store = RedbStore::open(&path.join("metadata.redb")).expect("open the store");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let raw = format!("!{sub}!{key}");
+    rt.block_on(store.get(raw.as_bytes()))
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
+}
+
+fn is_phd(v: &str) -> bool {
+    v.starts_with("{ \"isPHD\": true, \"versionId\": \"") && v.ends_with("\" }")
+}
+
+/// Three versions of `obj`; returns (vids, values as stored).
+fn three_versions(c: &mut Rpc, sub: &str) -> (Vec<String>, Vec<String>) {
+    let mut vids = Vec::new();
+    let mut values = Vec::new();
+    for i in 1..=3 {
+        let vid = c.vput(
+            sub,
+            "obj",
+            &format!("{{\"n\":{i}}}"),
+            json!({"versioning": true}),
+        );
+        values.push(format!("{{\"n\":{i},\"versionId\":\"{vid}\"}}"));
+        vids.push(vid);
+    }
+    (vids, values)
+}
+
+#[test]
+fn sigkill_after_deleting_the_current_version_then_get_repairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("md");
+    let mut server = Ours::start(&path, &[]);
+    let mut c = Rpc::open(server.addr);
+    let (vids, values) = three_versions(&mut c, "crash");
+    // The delete is acked once the PHD master is durable; its repair timer (15 s) is in memory.
+    let ack = c.ok("del", json!(["obj", {"versionId": vids[2]}]), "crash");
+    assert_eq!(ack, json!(format!("{{\"versionId\":\"{}\"}}", vids[2])));
+    server.kill9();
+
+    let master = stored(&path, "crash", "obj").expect("the master survives");
+    assert!(is_phd(&master), "master after the crash: {master}");
+    assert_eq!(stored(&path, "crash", &format!("obj\0{}", vids[2])), None);
+    assert_eq!(
+        stored(&path, "crash", &format!("obj\0{}", vids[1])).as_deref(),
+        Some(values[1].as_str())
+    );
+
+    let mut server = Ours::start(&path, &[]);
+    let mut c = Rpc::open(server.addr);
+    let got = c.get("crash", "obj", json!({}));
+    assert_eq!(
+        got,
+        json!([null, values[1]]),
+        "get after restart: {}",
+        server.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    server.stop();
+    assert_eq!(
+        stored(&path, "crash", "obj").as_deref(),
+        Some(values[1].as_str()),
+        "the get repaired the master"
+    );
+}
+
+#[test]
+fn sigkill_inside_the_repair_then_get_still_answers_and_repairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("md");
+    let mut server = Ours::start(&path, &[("ZENKOCTL_CRASH_AT", "repair-before-write")]);
+    let mut c = Rpc::open(server.addr);
+    let (vids, values) = three_versions(&mut c, "crash");
+    c.ok("del", json!(["obj", {"versionId": vids[2]}]), "crash");
+    // This get resolves the PHD by listing, then its repair kills the server just before
+    // writing the new master (the answer itself may or may not have left).
+    c.p.post(&[&format!(
+        "42{NS},999{}",
+        json!(["call", "get", {"rpcArgs": ["obj", {}], "subLevel": ["crash"]}])
+    )]);
+    server.wait_killed(Duration::from_secs(10));
+    assert!(
+        server.stderr().contains("crash point repair-before-write"),
+        "{}",
+        server.stderr()
+    );
+    let master = stored(&path, "crash", "obj").expect("the master survives");
+    assert!(is_phd(&master), "the repair never wrote: {master}");
+
+    let mut server = Ours::start(&path, &[]);
+    let mut c = Rpc::open(server.addr);
+    assert_eq!(c.get("crash", "obj", json!({})), json!([null, values[1]]));
+    assert_eq!(
+        c.get("crash", "obj", json!({"versionId": vids[0]})),
+        json!([null, values[0]])
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    server.stop();
+    assert_eq!(
+        stored(&path, "crash", "obj").as_deref(),
+        Some(values[1].as_str())
+    );
+}
