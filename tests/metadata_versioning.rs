@@ -598,3 +598,130 @@ fn master_reserialisation_and_version_specific_puts_match_v8() {
     );
     eprintln!("{inf_kept} infinite-id copies, {null_kept} null keys, {updated} puts ok");
 }
+
+// ---------------------------------------------------------------------------------------------
+// SIGKILL in the middle of concurrent versioned puts.
+
+/// One versioned put on an open polling session; `None` once the server is gone.
+fn try_vput(p: &Polling, id: u64, sub: &str, key: &str, value: &str) -> Option<String> {
+    let target = format!("/socket.io/?EIO=4&transport=polling&t=c&sid={}", p.sid);
+    let env = json!({"rpcArgs": [key, value, {"versioning": true}], "subLevel": [sub]});
+    let pkt = format!("42{NS},{id}{}", json!(["call", "put", env]));
+    let (status, _) = metadata_support::http(
+        p.addr,
+        "POST",
+        &target,
+        pkt.as_bytes(),
+        Duration::from_secs(5),
+    )
+    .ok()?;
+    if status != 200 {
+        return None;
+    }
+    // The session's poller thread hands packets over; it stops when the server dies.
+    let prefix = format!("43{NS},{id}[");
+    loop {
+        let packet = p.next(Duration::from_secs(10))?;
+        if let Some(rest) = packet.strip_prefix(&prefix) {
+            let ack: Value = serde_json::from_str(&format!("[{rest}")).ok()?;
+            let text: Value = serde_json::from_str(ack[1].as_str()?).ok()?;
+            return text["versionId"].as_str().map(String::from);
+        }
+    }
+}
+
+#[test]
+fn sigkill_during_concurrent_versioned_puts_keeps_every_acked_version_and_a_newest_master() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("md");
+    let mut server = Ours::start(&path, &[]);
+    let acked: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let (addr, acked) = (server.addr, acked.clone());
+            std::thread::spawn(move || {
+                let p = Polling::open(addr);
+                p.connect(NS);
+                for i in 0..100_000u64 {
+                    let key = format!("k{}", (t + i) % 4);
+                    let value = format!("{{\"t\":{t},\"i\":{i}}}");
+                    match try_vput(&p, i + 1, "load", &key, &value) {
+                        Some(vid) => acked.lock().unwrap().push((key, vid, value)),
+                        None => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < 300 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill9();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 300,
+        "only {} puts acked before the kill",
+        acked.len()
+    );
+
+    // Restart (recovery), then stop cleanly and inspect the store.
+    let mut server = Ours::start(&path, &[]);
+    let mut c = Rpc::open(server.addr);
+    let (key, vid, value) = acked.last().unwrap();
+    let got = c.get("load", key, json!({"versionId": vid}));
+    assert_eq!(
+        got,
+        json!([
+            null,
+            format!("{},\"versionId\":\"{vid}\"}}", &value[..value.len() - 1])
+        ])
+    );
+    server.stop();
+
+    let store = RedbStore::open(&path.join("metadata.redb")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for k in 0..4 {
+        let key = format!("k{k}");
+        let lower = format!("!load!{key}").into_bytes();
+        let upper = format!("!load!{key}\x01").into_bytes();
+        let items = rt
+            .block_on(zenkoctl::server::storage::collect(
+                &store,
+                zenkoctl::server::storage::Scan {
+                    lower: std::ops::Bound::Included(lower.clone()),
+                    upper: std::ops::Bound::Excluded(upper),
+                    reverse: false,
+                    limit: None,
+                },
+            ))
+            .unwrap();
+        let (master_key, master) = &items[0];
+        assert_eq!(master_key, &lower, "{key}: the master exists");
+        let versions = &items[1..];
+        assert_eq!(
+            master, &versions[0].1,
+            "{key}: the master is the newest version after the crash"
+        );
+        let stored: std::collections::HashMap<String, &Vec<u8>> = versions
+            .iter()
+            .map(|(k, v)| (String::from_utf8(k[lower.len() + 1..].to_vec()).unwrap(), v))
+            .collect();
+        for (_, vid, value) in acked.iter().filter(|(k, _, _)| *k == key) {
+            let want = format!("{},\"versionId\":\"{vid}\"}}", &value[..value.len() - 1]);
+            assert_eq!(
+                stored
+                    .get(vid)
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+                Some(want),
+                "{key}: acknowledged version {vid:?} survived the crash"
+            );
+        }
+    }
+}
