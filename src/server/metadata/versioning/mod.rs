@@ -10,7 +10,6 @@
 //! Key layout v0 (§5.1): `key` is the master, `key\0` the null key, `key\0<vid>` a version.
 //!
 //! Deliberate differences from the reference, none visible to a client that behaves:
-//! - concurrent PHD gets of one key each list (the reference shares one listing);
 //! - a version-specific put that produces no operation (`isNull: true` on a version older than
 //!   a null master) is answered at once; the reference never answers it (the client times out);
 //! - a master that is not valid JSON fails a version-specific call with a plain error; the
@@ -34,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use super::errors::MdError;
 use super::keys;
@@ -133,6 +133,50 @@ pub struct Versioning {
     /// Delayed repairs by cache key: (generation, task).
     timers: Mutex<HashMap<String, (u64, tokio::task::AbortHandle)>>,
     timer_gen: AtomicU64,
+    /// PHD listings in progress by cache key, with the gets waiting for their answer:
+    /// concurrent gets of one PHD master share one listing (and one repair), as in the reference.
+    listings: Mutex<HashMap<String, Vec<oneshot::Sender<Shared>>>>,
+}
+
+/// A listing's answer as handed to the gets that waited for it.
+type Shared = Result<Option<String>, MdError>;
+
+fn clone_err(e: &MdError) -> MdError {
+    match e {
+        MdError::ObjNotFound(c) => MdError::ObjNotFound(c.clone()),
+        MdError::InvalidArgument(c) => MdError::InvalidArgument(c.clone()),
+        MdError::NotImplemented(c) => MdError::NotImplemented(c.clone()),
+        MdError::Internal(c) => MdError::Internal(c.clone()),
+        MdError::Plain(c) => MdError::Plain(c.clone()),
+    }
+}
+
+/// Removes a listing's entry and answers its waiters, also when the leading get is dropped
+/// (its waiters then see a closed channel and list by themselves).
+struct ListingLeader<'a> {
+    vrp: &'a Versioning,
+    ck: String,
+    answer: Option<Shared>,
+}
+
+impl Drop for ListingLeader<'_> {
+    fn drop(&mut self) {
+        let waiters = self
+            .vrp
+            .listings
+            .lock()
+            .expect("PHD listings")
+            .remove(&self.ck)
+            .unwrap_or_default();
+        if let Some(answer) = self.answer.take() {
+            for w in waiters {
+                let _ = w.send(match &answer {
+                    Ok(v) => Ok(v.clone()),
+                    Err(e) => Err(clone_err(e)),
+                });
+            }
+        }
+    }
 }
 
 impl Versioning {
@@ -144,6 +188,7 @@ impl Versioning {
             cache: WriteCache::default(),
             timers: Mutex::new(HashMap::new()),
             timer_gen: AtomicU64::new(0),
+            listings: Mutex::new(HashMap::new()),
         }
     }
 
@@ -261,7 +306,51 @@ impl Versioning {
     }
 
     /// The master is a PHD: answer with the newest version and repair the master (§5.4, §5.7).
+    /// Concurrent calls for one key share the first one's listing.
     async fn get_by_listing(
+        &self,
+        svc: &Arc<MetadataService>,
+        db: &Db,
+        key: &str,
+    ) -> Result<Option<String>, MdError> {
+        let ck = cache_key(&db.name, key);
+        let waiter = {
+            let mut listings = self.listings.lock().expect("PHD listings");
+            match listings.get_mut(&ck) {
+                Some(waiters) => {
+                    let (tx, rx) = oneshot::channel();
+                    waiters.push(tx);
+                    Some(rx)
+                }
+                None => {
+                    listings.insert(ck.clone(), Vec::new());
+                    None
+                }
+            }
+        };
+        if let Some(rx) = waiter {
+            match rx.await {
+                Ok(shared) => return shared,
+                // The leading get was dropped before answering: list on our own.
+                Err(_) => return Box::pin(self.get_by_listing(svc, db, key)).await,
+            }
+        }
+        let mut leader = ListingLeader {
+            vrp: self,
+            ck,
+            answer: None,
+        };
+        let result = self.list_latest(svc, db, key).await;
+        leader.answer = Some(match &result {
+            Ok(v) => Ok(v.clone()),
+            Err(e) => Err(clone_err(e)),
+        });
+        drop(leader);
+        result
+    }
+
+    /// One PHD listing: the newest version, and the repair it calls for (spawned).
+    async fn list_latest(
         &self,
         svc: &Arc<MetadataService>,
         db: &Db,
