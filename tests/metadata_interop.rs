@@ -8,42 +8,31 @@
 //!
 //! Versioning in depth: tests/metadata_versioning.rs.
 
+#[path = "common/arsenal.rs"]
+mod arsenal;
 mod metadata_support;
 
-use metadata_support::{run_checks, Server};
+use metadata_support::Server;
 
 fn compare(script: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let reference = Server::reference(&dir.path().join("ref"));
-    let ours = Server::ours(&dir.path().join("ours"));
-    let on_ref = run_checks(script, reference.addr, &[]);
-    let on_ours = run_checks(script, ours.addr, &[]);
-    assert!(
-        on_ref.failed.is_empty() && !on_ref.passed.is_empty(),
-        "{script} fails against Arsenal's reference server ({}): the harness itself is wrong\n{}",
-        on_ref.summary,
-        on_ref.output
+    let reference = arsenal::start_ref_metadata(
+        &dir.path().join("ref"),
+        &arsenal::RefMetadataOptions::default(),
     );
-    if let Some((name, msg)) = on_ours.failed.first() {
+    let ours = Server::ours(&dir.path().join("ours"));
+    // Against the reference first: that proves the checks.
+    let on_ref = arsenal::assert_checks_pass(script, &reference.addr(), &[]);
+    let on_ours = arsenal::run_checks(script, &ours.addr.to_string(), &[]);
+    if !on_ours.failures().is_empty() {
         panic!(
-            "{script}: check {name:?} fails against zenkoctl: {msg}\n{}\nserver stderr:\n{}",
-            on_ours.output,
+            "{script}: checks fail against zenkoctl: {:?}\n{}\nserver stderr:\n{}",
+            on_ours.failures(),
+            on_ours.stdout,
             ours.stderr()
         );
     }
-    let mut ran_ours: Vec<_> = on_ours
-        .passed
-        .iter()
-        .cloned()
-        .chain(on_ours.failed.iter().map(|(n, _)| n.clone()))
-        .collect();
-    let mut ran_ref = on_ref.passed.clone();
-    ran_ours.sort();
-    ran_ref.sort();
-    assert_eq!(
-        ran_ours, ran_ref,
-        "{script}: not the same checks ran on both servers"
-    );
+    arsenal::assert_same_outcomes(&on_ref, &on_ours);
 }
 
 #[test]

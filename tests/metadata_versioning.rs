@@ -12,6 +12,8 @@
 //!
 //! Node harness: scripts/deps/arsenal.sh.
 
+#[path = "common/arsenal.rs"]
+mod arsenal;
 mod metadata_support;
 
 use std::net::SocketAddr;
@@ -19,55 +21,74 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use metadata_support::{run_checks, ChecksRun, Polling, Server};
+use metadata_support::{Polling, Server};
 use serde_json::{json, Value};
 use zenkoctl::server::storage::redb_store::RedbStore;
 use zenkoctl::server::storage::Store;
 
 const NS: &str = "/MDFile/metadata";
 
-fn assert_all_pass(script: &str, on_ref: &ChecksRun, on_ours: &ChecksRun, ours: &Server) {
-    assert!(
-        on_ref.failed.is_empty() && !on_ref.passed.is_empty(),
-        "{script} fails against Arsenal's reference server ({}): the harness itself is wrong\n{}",
-        on_ref.summary,
-        on_ref.output
-    );
-    assert!(
-        on_ours.failed.is_empty(),
-        "{script} fails against zenkoctl ({}):\n{}\nserver stderr:\n{}",
-        on_ours.summary,
-        on_ours.output,
-        ours.stderr()
-    );
-    let (mut a, mut b) = (on_ref.passed.clone(), on_ours.passed.clone());
-    a.sort();
-    b.sort();
-    assert_eq!(a, b, "{script}: not the same checks ran on both servers");
-}
-
-/// Runs `script` against both servers at once (the suites wait for the reference's 15 s repair
-/// timer, so running them side by side halves the wall time).
-fn compare(script: &'static str, extra: &'static [&'static str]) {
+/// Runs `script` against Arsenal's reference server and ours (replication group `rg` on both)
+/// at once: the suites wait for the reference's 15 s repair timer, so running them side by side
+/// halves the wall time. The reference must pass everything (that proves the checks), and ours
+/// must give the same outcomes.
+fn compare(script: &'static str, rg: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let reference = Server::reference(&dir.path().join("ref"));
-    let ours = Server::ours(&dir.path().join("ours"));
-    let ref_addr = reference.addr;
-    let on_ref = std::thread::spawn(move || run_checks(script, ref_addr, extra));
-    let on_ours = run_checks(script, ours.addr, extra);
+    let reference = arsenal::start_ref_metadata(
+        &dir.path().join("ref"),
+        &arsenal::RefMetadataOptions {
+            replication_group_id: rg.to_string(),
+            ..Default::default()
+        },
+    );
+    let ours = Ours::start(
+        &dir.path().join("ours"),
+        &["--replication-group-id", rg],
+        &[],
+    );
+    let mut args: Vec<String> = vec!["--rg".into(), rg.into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let ref_args = args.clone();
+    let ref_addr = reference.addr();
+    let on_ref = std::thread::spawn(move || {
+        let a: Vec<&str> = ref_args.iter().map(String::as_str).collect();
+        arsenal::run_checks(script, &ref_addr, &a)
+    });
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let on_ours = arsenal::run_checks(script, &ours.addr.to_string(), &a);
     let on_ref = on_ref.join().expect("reference run");
-    assert_all_pass(script, &on_ref, &on_ours, &ours);
+    on_ref.assert_passed();
+    if !on_ours.failures().is_empty() {
+        panic!(
+            "{script}: checks fail against zenkoctl: {:?}\n{}\nserver stderr:\n{}",
+            on_ours.failures(),
+            on_ours.stdout,
+            ours.stderr()
+        );
+    }
+    arsenal::assert_same_outcomes(&on_ref, &on_ours);
 }
 
 #[test]
 fn versioning_checks_pass_against_the_reference_and_ours() {
-    compare("metadata-versioning-checks.js", &[]);
+    compare("metadata-versioning-checks.js", "RG001", &[]);
+}
+
+#[test]
+fn a_configured_replication_group_id_is_padded_and_cut_like_the_reference() {
+    // 9 characters: both servers keep the first 7 ("ZENKO-R") in version ids.
+    compare(
+        "metadata-versioning-checks.js",
+        "ZENKO-RG2",
+        &["--only", "walk-through,splices,(suspended),legacy"],
+    );
 }
 
 #[test]
 fn concurrent_versioned_puts_lose_nothing_on_the_reference_and_ours() {
     compare(
         "metadata-versioning-load-checks.js",
+        "RG001",
         &["--clients", "16", "--puts", "200", "--keys", "50"],
     );
 }
@@ -195,13 +216,14 @@ struct Ours {
 }
 
 impl Ours {
-    fn start(path: &Path, env: &[(&str, &str)]) -> Ours {
+    fn start(path: &Path, args: &[&str], env: &[(&str, &str)]) -> Ours {
         use std::io::BufRead;
         let stderr = path.with_extension(format!("stderr-{}", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
             .args(["-o", "json", "serve", "--only", "metadata"])
             .args(["--metadata-addr", "127.0.0.1:0", "--metadata-path"])
             .arg(path)
+            .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -318,7 +340,7 @@ fn three_versions(c: &mut Rpc, sub: &str) -> (Vec<String>, Vec<String>) {
 fn sigkill_after_deleting_the_current_version_then_get_repairs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("md");
-    let mut server = Ours::start(&path, &[]);
+    let mut server = Ours::start(&path, &[], &[]);
     let mut c = Rpc::open(server.addr);
     let (vids, values) = three_versions(&mut c, "crash");
     // The delete is acked once the PHD master is durable; its repair timer (15 s) is in memory.
@@ -334,7 +356,7 @@ fn sigkill_after_deleting_the_current_version_then_get_repairs() {
         Some(values[1].as_str())
     );
 
-    let mut server = Ours::start(&path, &[]);
+    let mut server = Ours::start(&path, &[], &[]);
     let mut c = Rpc::open(server.addr);
     let got = c.get("crash", "obj", json!({}));
     assert_eq!(
@@ -356,7 +378,7 @@ fn sigkill_after_deleting_the_current_version_then_get_repairs() {
 fn sigkill_inside_the_repair_then_get_still_answers_and_repairs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("md");
-    let mut server = Ours::start(&path, &[("ZENKOCTL_CRASH_AT", "repair-before-write")]);
+    let mut server = Ours::start(&path, &[], &[("ZENKOCTL_CRASH_AT", "repair-before-write")]);
     let mut c = Rpc::open(server.addr);
     let (vids, values) = three_versions(&mut c, "crash");
     c.ok("del", json!(["obj", {"versionId": vids[2]}]), "crash");
@@ -375,7 +397,7 @@ fn sigkill_inside_the_repair_then_get_still_answers_and_repairs() {
     let master = stored(&path, "crash", "obj").expect("the master survives");
     assert!(is_phd(&master), "the repair never wrote: {master}");
 
-    let mut server = Ours::start(&path, &[]);
+    let mut server = Ours::start(&path, &[], &[]);
     let mut c = Rpc::open(server.addr);
     assert_eq!(c.get("crash", "obj", json!({})), json!([null, values[1]]));
     assert_eq!(
@@ -635,7 +657,7 @@ fn sigkill_during_concurrent_versioned_puts_keeps_every_acked_version_and_a_newe
     use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("md");
-    let mut server = Ours::start(&path, &[]);
+    let mut server = Ours::start(&path, &[], &[]);
     let acked: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
     let threads: Vec<_> = (0..6)
         .map(|t| {
@@ -670,7 +692,7 @@ fn sigkill_during_concurrent_versioned_puts_keeps_every_acked_version_and_a_newe
     );
 
     // Restart (recovery), then stop cleanly and inspect the store.
-    let mut server = Ours::start(&path, &[]);
+    let mut server = Ours::start(&path, &[], &[]);
     let mut c = Rpc::open(server.addr);
     let (key, vid, value) = acked.last().unwrap();
     let got = c.get("load", key, json!({"versionId": vid}));
