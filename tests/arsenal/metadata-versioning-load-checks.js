@@ -8,7 +8,7 @@
 // the master is a copy of the newest version.
 //
 //   node metadata-versioning-load-checks.js --target 127.0.0.1:9990
-//        [--clients 16] [--puts 200] [--keys 50] [--report FILE]
+//        [--clients 16] [--puts 200] [--keys 50] [--rg RG001] [--report FILE]
 const crypto = require('crypto');
 const fs = require('fs');
 const { suite } = require('./lib/runner');
@@ -20,6 +20,7 @@ const s = suite('metadata-versioning-load', {
     puts: { default: '200', help: 'versioned puts per client' },
     keys: { default: '50', help: 'distinct keys for the random-keys run' },
     report: { default: '', help: 'append one JSON line per run (timings) to this file' },
+    rg: { default: 'RG001', help: 'replication group id the server was started with' },
 });
 
 const RUN = crypto.randomBytes(5).toString('hex');
@@ -49,6 +50,9 @@ async function hammer(ctx, sub, keyFor) {
             const value = JSON.stringify({ client: ci, i, pad: 'x'.repeat(64) });
             const res = await h.put(key, value, { versioning: true });
             const { versionId } = JSON.parse(res);
+            const rg7 = `${ctx.opts.rg}       `.slice(0, 7);
+            assert.ok(/^\d{20}/.test(versionId) && versionId.slice(20, 27) === rg7 && /^\d+$/.test(versionId.slice(27)),
+                `version id layout (14+6+7+counter): ${JSON.stringify(versionId)}`);
             if (!acked.has(key)) {
                 acked.set(key, []);
             }
