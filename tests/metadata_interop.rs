@@ -6,28 +6,13 @@
 //!   against a byte-order model, rawListKeys, and BucketFileInterface listings (prefix,
 //!   delimiter, marker, maxKeys) through Arsenal's own listing algorithms.
 //!
-//! Versioning is issue 8: until it lands, checks that need it must fail on our server with a
-//! clear `NotImplemented` (never pass by writing something else), and pass on the reference.
+//! Versioning in depth: tests/metadata_versioning.rs.
 
 #[path = "common/arsenal.rs"]
 mod arsenal;
 mod metadata_support;
 
 use metadata_support::Server;
-
-fn is_versioning_check(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.contains("versioning") || n.contains("versioned")
-}
-
-/// The message of a failed check in a run's stdout (`FAIL <name> (<ms> ms): <message>`).
-fn failure_message<'a>(stdout: &'a str, name: &str) -> &'a str {
-    stdout
-        .lines()
-        .find(|l| l.starts_with(&format!("FAIL {name} (")))
-        .and_then(|l| l.split_once(" ms): "))
-        .map_or("", |(_, m)| m)
-}
 
 fn compare(script: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -39,26 +24,15 @@ fn compare(script: &str) {
     // Against the reference first: that proves the checks.
     let on_ref = arsenal::assert_checks_pass(script, &reference.addr(), &[]);
     let on_ours = arsenal::run_checks(script, &ours.addr.to_string(), &[]);
-    let names = |run: &arsenal::CheckRun| {
-        run.outcomes
-            .iter()
-            .map(|(n, _)| n.clone())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        names(&on_ours),
-        names(&on_ref),
-        "{script}: not the same checks ran on both servers"
-    );
-    for name in on_ours.failures() {
-        let msg = failure_message(&on_ours.stdout, name);
-        assert!(
-            is_versioning_check(name) && msg.contains("NotImplemented"),
-            "{script}: check {name:?} fails against zenkoctl: {msg}\n{}\nserver stderr:\n{}",
+    if !on_ours.failures().is_empty() {
+        panic!(
+            "{script}: checks fail against zenkoctl: {:?}\n{}\nserver stderr:\n{}",
+            on_ours.failures(),
             on_ours.stdout,
             ours.stderr()
         );
     }
+    arsenal::assert_same_outcomes(&on_ref, &on_ours);
 }
 
 #[test]

@@ -448,48 +448,71 @@ fn wrong_argument_types_get_an_error_ack() {
 }
 
 #[test]
-fn versioned_requests_are_refused_and_write_nothing() {
-    ours(|srv| {
+fn versioned_requests_ack_json_strings() {
+    // The wire shapes of versioning acks (spec §7 #4, #13): a JSON *string*, never an object;
+    // a non-string versioned value is a plain `{"message"}` error. Versioning semantics are
+    // checked in depth by tests/metadata_versioning.rs.
+    both(|srv| {
         let p = session(srv);
+        let vid = "98204437834720999999RG001  22";
+        let ack = p.call(
+            MD,
+            1,
+            "put",
+            json!(["v", "{\"a\":1}", {"versioning": true}]),
+            &["ver"],
+        );
+        let text = ack[1]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: {ack}", srv.who));
+        let new_vid = serde_json::from_str::<Value>(text).unwrap()["versionId"].clone();
+        assert_eq!(text, format!("{{\"versionId\":{new_vid}}}"), "{}", srv.who);
         let cases = [
-            ("put", json!(["v", "{\"a\":1}", {"versioning": true}])),
-            ("put", json!(["v", "{\"a\":1}", {"versionId": ""}])),
-            ("put", json!(["v", "{\"a\":1}", {"versionId": "null"}])),
             (
                 "put",
-                json!(["v", "{\"a\":1}", {"versionId": "98204437834720999999RG001  22"}]),
+                json!(["v", "{\"a\":2}", {"versionId": "null"}]),
+                json!("{\"versionId\":\"null\"}"),
+            ),
+            (
+                "put",
+                json!(["v", "{\"a\":3}", {"versionId": vid}]),
+                json!(format!("{{\"versionId\":\"{vid}\"}}")),
             ),
             (
                 "del",
-                json!(["v", {"versionId": "98204437834720999999RG001  22"}]),
+                json!(["v", {"versionId": vid}]),
+                json!(format!("{{\"versionId\":\"{vid}\"}}")),
             ),
-            ("get", json!(["v", {"versionId": "null"}])),
+            (
+                "get",
+                json!(["v", {"versionId": "null"}]),
+                json!("{\"a\":2}"),
+            ),
+            // Falsy versioning options are plain requests, as in the reference.
+            (
+                "put",
+                json!(["w", "x", {"versioning": false, "versionId": null}]),
+                Value::Null,
+            ),
+            ("del", json!(["w", {"versionId": ""}]), Value::Null),
         ];
-        for (i, (method, args)) in cases.iter().enumerate() {
-            let ack = p.call(MD, i as u64 + 1, method, args.clone(), &["ver"]);
-            assert_eq!(ack[0]["type"], "NotImplemented", "{method} {args}: {ack}");
-            assert!(
-                ack[0]["description"]
-                    .as_str()
-                    .unwrap()
-                    .contains("versioning is not implemented"),
-                "{ack}"
-            );
+        for (i, (method, args, want)) in cases.iter().enumerate() {
+            let ack = p.call(MD, i as u64 + 2, method, args.clone(), &["ver"]);
+            assert_eq!(ack, json!([null, want]), "{}: {method} {args}", srv.who);
         }
-        let get = p.call(MD, 10, "get", json!(["v", {}]), &["ver"]);
-        assert_eq!(
-            get[0]["type"], "ObjNotFound",
-            "a refused versioned put wrote something: {get}"
-        );
-        // Falsy versioning options are plain requests, as in the reference.
-        let plain = p.call(
+        let ack = p.call(
             MD,
-            11,
+            20,
             "put",
-            json!(["v", "x", {"versioning": false, "versionId": null}]),
+            json!(["o", {"a": 1}, {"versioning": true}]),
             &["ver"],
         );
-        assert_eq!(plain, json!([null, null]));
+        assert_eq!(
+            ack,
+            json!([{"message": "stringifiedObject.charAt is not a function"}]),
+            "{}",
+            srv.who
+        );
     });
 }
 

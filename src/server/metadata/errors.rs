@@ -19,6 +19,10 @@ pub enum MdError {
     NotImplemented(String),
     #[error("InternalError: {0}")]
     Internal(String),
+    /// A plain (non-Arsenal) error, sent as `{"message": ...}` like the reference does for the
+    /// JS exceptions of its versioning layer (e.g. a versioned put of a non-string value, §2.4).
+    #[error("{0}")]
+    Plain(String),
 }
 
 impl From<StorageError> for MdError {
@@ -34,6 +38,7 @@ impl MdError {
             MdError::InvalidArgument(_) => "InvalidArgument",
             MdError::NotImplemented(_) => "NotImplemented",
             MdError::Internal(_) => "InternalError",
+            MdError::Plain(_) => "Error",
         }
     }
 
@@ -42,7 +47,7 @@ impl MdError {
             MdError::ObjNotFound(_) => 404,
             MdError::InvalidArgument(_) => 400,
             MdError::NotImplemented(_) => 501,
-            MdError::Internal(_) => 500,
+            MdError::Internal(_) | MdError::Plain(_) => 500,
         }
     }
 
@@ -51,7 +56,8 @@ impl MdError {
             MdError::ObjNotFound(c)
             | MdError::InvalidArgument(c)
             | MdError::NotImplemented(c)
-            | MdError::Internal(c) => c,
+            | MdError::Internal(c)
+            | MdError::Plain(c) => c,
         }
     }
 
@@ -66,11 +72,15 @@ impl MdError {
                 "A header you provided implies functionality that is not implemented. ({c})"
             ),
             MdError::Internal(_) => "We encountered an internal error. Please try again.".into(),
+            MdError::Plain(m) => m.clone(),
         }
     }
 
     /// The flattened Arsenal error object sent as the first element of an error ack.
     pub fn to_wire(&self) -> Value {
+        if let MdError::Plain(message) = self {
+            return json!({ "message": message });
+        }
         json!({
             "is_arsenal_error": true,
             "code": self.code(),

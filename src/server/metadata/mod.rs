@@ -4,6 +4,7 @@
 //! - [`rpc`]: socket.io namespaces, the `call` event, acks, errors, manifests;
 //! - [`stream`]: the sio-stream producer (acks, window, timeouts, hangups);
 //! - [`service`]: the metadata API and the record log over a [`Store`];
+//! - [`versioning`]: S3 versioning semantics (§5) above the storage trait;
 //! - [`keys`]: level-sublevel's raw key layout and LevelUP's read-stream options;
 //! - [`errors`], [`metrics`].
 //!
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod rpc;
 pub mod service;
 pub mod stream;
+pub mod versioning;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -76,7 +78,7 @@ pub struct MetadataConfig {
     pub backend: Backend,
     /// Record log name when the record log is enabled (CloudServer's default: `s3-recordlog`).
     pub record_log: Option<String>,
-    /// Replication group id for version ids (used by versioning, issue 8; default `RG001`).
+    /// Replication group id for version ids (default `RG001`, like the reference).
     pub replication_group_id: String,
 }
 
@@ -138,7 +140,8 @@ impl MetadataServer {
         let service = Arc::new(
             MetadataService::open(store, &config.path, config.record_log.clone())
                 .await
-                .context("metadata service: opening")?,
+                .context("metadata service: opening")?
+                .with_replication_group_id(&config.replication_group_id),
         );
         obs.add_check(Arc::new(StoreHealth(service.store().clone())));
         let metrics = Arc::new(Metrics::new(obs.service("metadata")));

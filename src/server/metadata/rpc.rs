@@ -216,7 +216,7 @@ fn stream_marker(id: &str) -> Value {
 
 async fn dispatch(
     kind: Ns,
-    svc: &MetadataService,
+    svc: &Arc<MetadataService>,
     streams: &StreamRegistry,
     args: &[Value],
 ) -> Result<Reply, MdError> {

@@ -3,10 +3,9 @@
 //!
 //! Layering: [`MetadataService::batch`] is the storage primitive the reference calls
 //! `metadataAPI.batch(db, ops)` (§5.8): it adds the record-log entries to the same atomic batch
-//! and waits until the batch is durable. Plain `put`/`del` go through it. The versioning layer
-//! (issue 8) sits between the RPC calls and `batch`/`get`/`list` the same way the reference's
-//! VersioningRequestProcessor does; until it exists, every request carrying versioning options
-//! is refused with `NotImplemented` rather than silently applied as a plain write.
+//! and waits until the batch is durable ([`MetadataService::start_batch`] splits "enqueued" from
+//! "durable"). `get`/`put`/`del` go through the versioning layer
+//! ([`super::versioning::Versioning`]) as in the reference's VersioningRequestProcessor.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use tokio::sync::Mutex;
 
 use super::errors::MdError;
 use super::keys::{self, ItemShape};
+use super::versioning::Versioning;
 use crate::server::storage::{Cursor, Entry, Op, Scan, Store};
 
 /// The record-log sublevel's first path element (§4.5).
@@ -34,6 +34,7 @@ pub struct MetadataService {
     path: PathBuf,
     uuid: String,
     record_log: Option<RecordLogWriter>,
+    versioning: Versioning,
 }
 
 struct RecordLogWriter {
@@ -95,16 +96,6 @@ struct LogRecord<'a> {
     timestamp: &'a str,
 }
 
-/// Is this a versioning request? `versioning` or `versionId` truthy or the empty string, the
-/// reference's test (§5.5).
-fn versioning_option(opts: &Value, name: &str) -> bool {
-    match opts.get(name) {
-        None => false,
-        Some(Value::String(s)) if s.is_empty() => true,
-        Some(v) => keys::truthy(v),
-    }
-}
-
 fn key_arg(key: &Value, call: &str) -> Result<String, MdError> {
     match key {
         Value::String(s) => Ok(s.clone()),
@@ -151,7 +142,18 @@ impl MetadataService {
             path: path.to_path_buf(),
             uuid,
             record_log,
+            versioning: Versioning::new("RG001"),
         })
+    }
+
+    /// Version ids carry this replication group id (default `RG001`, like the reference).
+    pub fn with_replication_group_id(mut self, rg: &str) -> Self {
+        self.versioning = Versioning::new(rg);
+        self
+    }
+
+    pub fn versioning(&self) -> &Versioning {
+        &self.versioning
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -165,6 +167,18 @@ impl MetadataService {
     /// The storage primitive under every write: apply `ops` to sublevel `path` atomically and
     /// durably, with one record-log entry per op in the same batch when the log is enabled.
     pub async fn batch(&self, path: &[String], ops: Vec<BatchOp>) -> Result<(), MdError> {
+        self.start_batch(path, ops).await?.await
+    }
+
+    /// [`Self::batch`] in two steps: the returned future resolves once the batch has its place
+    /// in the store's commit order (so a later `start_batch` commits after it); awaiting the
+    /// future it yields waits until the batch is durable.
+    pub async fn start_batch(
+        &self,
+        path: &[String],
+        ops: Vec<BatchOp>,
+    ) -> Result<impl std::future::Future<Output = Result<(), MdError>> + Send + 'static, MdError>
+    {
         let mut raw = Vec::with_capacity(ops.len() * 2);
         for op in &ops {
             raw.push(match op {
@@ -210,35 +224,29 @@ impl MetadataService {
                 self.store.write(raw)
             }
         };
-        pending.await.map_err(|e| {
-            MdError::Internal(format!(
-                "writing {} op(s) to sublevel {:?}: {e}",
-                ops.len(),
-                path.join("#")
-            ))
+        let (n, sublevel) = (ops.len(), path.join("#"));
+        Ok(async move {
+            pending.await.map_err(|e| {
+                MdError::Internal(format!("writing {n} op(s) to sublevel {sublevel:?}: {e}"))
+            })
         })
     }
 
-    /// `get(key, options)`. Plain reads only; version-specific reads are issue 8.
-    pub async fn get(&self, path: &[String], key: &Value, opts: &Value) -> Result<Value, MdError> {
+    /// `get(key, options)`: through the versioning layer (version-specific reads, PHD masters
+    /// resolved and repaired, §5.4).
+    pub async fn get(
+        self: &Arc<Self>,
+        path: &[String],
+        key: &Value,
+        opts: &Value,
+    ) -> Result<Value, MdError> {
         let key = key_arg(key, "get")?;
         let opts = options_arg(opts, "get")?;
-        if opts.get("versionId").is_some_and(keys::truthy) {
-            return Err(MdError::NotImplemented(format!(
-                "get of key {key:?} with options.versionId: versioning is not implemented by this server yet"
-            )));
-        }
-        match self.store.get(&keys::raw_key(path, &key)).await? {
-            Some(v) => Ok(Value::String(utf8(v))),
-            None => Err(MdError::ObjNotFound(format!(
-                "get: no key {key:?} in sublevel {:?}",
-                path.join("#")
-            ))),
-        }
+        self.versioning.get(self, path, &key, opts).await
     }
 
-    /// `put(key, value, options)`: a plain put (result `null`). Non-string values are stored as
-    /// JavaScript's `String(value)`, like the reference.
+    /// `put(key, value, options)`: a plain put (result `null`; non-string values are stored as
+    /// JavaScript's `String(value)`, like the reference) or a versioning put (§5.5).
     pub async fn put(
         &self,
         path: &[String],
@@ -248,29 +256,19 @@ impl MetadataService {
     ) -> Result<Value, MdError> {
         let key = key_arg(key, "put")?;
         let opts = options_arg(opts, "put")?;
-        for name in ["versioning", "versionId"] {
-            if versioning_option(opts, name) {
-                return Err(MdError::NotImplemented(format!(
-                    "put of key {key:?} with options.{name}: versioning is not implemented by this server yet; nothing was written"
-                )));
-            }
-        }
-        let value = keys::js_string(value);
-        self.batch(path, vec![BatchOp::Put { key, value }]).await?;
-        Ok(Value::Null)
+        self.versioning.put(self, path, &key, value, opts).await
     }
 
-    /// `del(key, options)`: a plain delete; deleting a missing key succeeds.
-    pub async fn del(&self, path: &[String], key: &Value, opts: &Value) -> Result<Value, MdError> {
+    /// `del(key, options)`: deleting a missing key succeeds; version-specific deletes per §5.6.
+    pub async fn del(
+        self: &Arc<Self>,
+        path: &[String],
+        key: &Value,
+        opts: &Value,
+    ) -> Result<Value, MdError> {
         let key = key_arg(key, "del")?;
         let opts = options_arg(opts, "del")?;
-        if versioning_option(opts, "versionId") {
-            return Err(MdError::NotImplemented(format!(
-                "del of key {key:?} with options.versionId: versioning is not implemented by this server yet; nothing was deleted"
-            )));
-        }
-        self.batch(path, vec![BatchOp::Del { key }]).await?;
-        Ok(Value::Null)
+        self.versioning.del(self, path, &key, opts).await
     }
 
     /// `createReadStream(options)` on a sublevel (§4.4).
