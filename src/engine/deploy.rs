@@ -238,6 +238,29 @@ async fn config_id(engine: &Engine, name: &str) -> anyhow::Result<Option<String>
     Ok(stacks::exact(&found, name, |s| s.spec.as_ref()?.name.as_deref()).and_then(|s| s.id.clone()))
 }
 
+/// The engine stores network attachments by network ID; the converted spec names them. Maps
+/// the IDs back to names so the two compare.
+async fn with_network_names(engine: &Engine, mut spec: ServiceSpec) -> anyhow::Result<ServiceSpec> {
+    let Some(nets) = spec.task_template.as_mut().and_then(|t| t.networks.as_mut()) else {
+        return Ok(spec);
+    };
+    let all = engine
+        .docker
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .engine(engine, "listing networks")?;
+    let names: HashMap<String, String> = all
+        .into_iter()
+        .filter_map(|n| Some((n.id?, n.name?)))
+        .collect();
+    for n in nets.iter_mut() {
+        if let Some(name) = n.target.as_ref().and_then(|t| names.get(t)) {
+            n.target = Some(name.clone());
+        }
+    }
+    Ok(spec)
+}
+
 fn service_name(s: &Service) -> String {
     s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default()
 }
@@ -296,17 +319,17 @@ pub async fn plan_changes(engine: &Engine, plan: &StackPlan) -> anyhow::Result<P
         }
     }
     let by_name: HashMap<String, &Service> = existing.services.iter().map(|s| (service_name(s), s)).collect();
-    let services = plan
-        .services
-        .iter()
-        .map(|s| ServiceChange {
+    let mut services = Vec::new();
+    for s in &plan.services {
+        let change = match by_name.get(&s.name).and_then(|e| e.spec.clone()) {
+            None => Change::Create,
+            Some(current) => diff::compare(&s.spec, &with_network_names(engine, current).await?),
+        };
+        services.push(ServiceChange {
             service: s.name.clone(),
-            change: match by_name.get(&s.name).and_then(|e| e.spec.as_ref()) {
-                None => Change::Create,
-                Some(current) => diff::compare(&s.spec, current),
-            },
-        })
-        .collect();
+            change,
+        });
+    }
     let wanted: BTreeSet<&String> = plan.services.iter().map(|s| &s.name).collect();
     let services_to_remove = by_name.keys().filter(|n| !wanted.contains(n)).cloned().collect();
     Ok(PlanReport {
@@ -559,11 +582,23 @@ async fn update_service(
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<(String, Change)> {
     let result = std::sync::Mutex::new((String::new(), Change::Unchanged, Vec::<String>::new()));
+    let names = engine
+        .docker
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .engine(engine, "listing networks")?;
+    let names: HashMap<String, String> = names.into_iter().filter_map(|n| Some((n.id?, n.name?))).collect();
     retry_out_of_sequence("service update", || async {
         let current = engine.docker.inspect_service(name, None::<InspectServiceOptions>).await?;
         let id = current.id.clone().unwrap_or_default();
         let current_spec = current.spec.clone().unwrap_or_default();
-        let change = diff::compare(&desired, &current_spec);
+        let mut named = current_spec.clone();
+        for n in named.task_template.as_mut().and_then(|t| t.networks.as_mut()).into_iter().flatten() {
+            if let Some(name) = n.target.as_ref().and_then(|t| names.get(t)) {
+                n.target = Some(name.clone());
+            }
+        }
+        let change = diff::compare(&desired, &named);
         *result.lock().unwrap() = (id.clone(), change.clone(), Vec::new());
         if change == Change::Unchanged {
             return Ok(());
@@ -676,6 +711,17 @@ async fn remove_superseded(engine: &Engine, plan: &StackPlan, warnings: &mut Vec
 async fn roll_back(engine: &Engine, stack: &str, created: &Created, opts: &DeployOptions, progress: Progress<'_>) -> RollbackReport {
     let mut report = RollbackReport::default();
     for (name, id) in &created.updated {
+        // Swarm may have rolled back already (update_config failure_action: rollback): a
+        // second rollback would go back to the failed spec.
+        if let Ok(current) = engine.docker.inspect_service(id, None::<InspectServiceOptions>).await {
+            use bollard::models::ServiceUpdateStatusStateEnum as U;
+            let state = current.update_status.and_then(|u| u.state);
+            if matches!(state, Some(U::ROLLBACK_STARTED | U::ROLLBACK_COMPLETED)) {
+                progress(format!("Swarm already rolled service {name} back to its previous spec"));
+                report.rolled_back.push(name.clone());
+                continue;
+            }
+        }
         let r = retry_out_of_sequence("service rollback", || async {
             let current = engine.docker.inspect_service(id, None::<InspectServiceOptions>).await?;
             let version = current.version.and_then(|v| v.index).unwrap_or(0) as i32;
@@ -700,6 +746,32 @@ async fn roll_back(engine: &Engine, stack: &str, created: &Created, opts: &Deplo
                 report.rolled_back.push(name.clone());
             }
             Err(e) => report.problems.push(format!("rolling back {name}: {}", server_message(&e))),
+        }
+    }
+    // Wait until the rolled-back services run their previous spec again.
+    let deadline = Instant::now() + opts.wait.timeout;
+    for (name, id) in created.updated.iter().filter(|(n, _)| report.rolled_back.contains(n)) {
+        loop {
+            let settled = async {
+                let service = engine.docker.inspect_service(id, None::<InspectServiceOptions>).await.ok()?;
+                use bollard::models::ServiceUpdateStatusStateEnum as U;
+                let state = service.update_status.as_ref().and_then(|u| u.state);
+                if matches!(state, Some(U::ROLLBACK_STARTED)) {
+                    return Some(false);
+                }
+                let tasks = stacks::current_tasks(engine, id).await.ok()?;
+                let (_, down) = stacks::node_names(engine).await.ok()?;
+                Some(converge::judge(&service, &tasks, &down).converged)
+            }
+            .await;
+            if settled == Some(true) {
+                break;
+            }
+            if Instant::now() > deadline {
+                report.problems.push(format!("service {name} did not converge after its rollback"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
     let names: Vec<String> = created.services.iter().map(|(n, _)| n.clone()).collect();

@@ -194,8 +194,16 @@ impl Engine {
 }
 
 fn client(host: &str, version: &ClientVersion) -> anyhow::Result<Docker> {
+    // For a unix socket, bollard checks that the socket exists: a missing one means no engine.
     let bad = |e: bollard::errors::Error| {
-        coded(Exit::InvalidInput, anyhow!("invalid Docker host {host:?}: {e}"))
+        if host.starts_with("unix://") || host.starts_with('/') {
+            coded(
+                Exit::Unreachable,
+                anyhow!("cannot reach the Docker engine at {host}: {e} (is dockerd running? set --host or DOCKER_HOST)"),
+            )
+        } else {
+            coded(Exit::InvalidInput, anyhow!("invalid Docker host {host:?}: {e}"))
+        }
     };
     if let Some(path) = host.strip_prefix("unix://") {
         Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, version).map_err(bad)
