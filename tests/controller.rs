@@ -71,6 +71,8 @@ const MODULE: &[&str] = &[
     "module.data_port=29991",
     "--stable",
     "1",
+    "--timeout",
+    "90",
 ];
 
 fn with(base: &[&str], more: &[&str]) -> Vec<String> {
@@ -415,7 +417,7 @@ services:
     let r = zenkoctl(engine, &args(&with(&["deploy"], MODULE)));
     expect(&r, 0, "deploy of the good module");
     let good = inspect(engine, "zenko_s3-dmd");
-    let mut bad_args = with(&["-o", "json", "deploy", "--rollback", "--timeout", "120"], MODULE);
+    let mut bad_args = with(&["-o", "json", "deploy", "--rollback"], MODULE);
     bad_args.iter_mut().for_each(|a| {
         if a == "image.tag=test" {
             *a = "image.tag=broken".into()

@@ -113,6 +113,10 @@ fn is_running(t: &Task) -> bool {
         && t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
 }
 
+fn is_complete(t: &Task) -> bool {
+    t.status.as_ref().and_then(|s| s.state) == Some(TaskState::COMPLETE)
+}
+
 fn is_failed(t: &Task) -> bool {
     matches!(
         t.status.as_ref().and_then(|s| s.state),
@@ -229,10 +233,21 @@ pub async fn wait(engine: &Engine, targets: &[Target], opts: &WaitOptions, progr
                     continue;
                 }
             }
-            let failed: Vec<&Task> = tasks.iter().filter(|t| is_failed(t)).collect();
+            // For a long-running service, a task that exited 0 is a failure too (the CLI waits
+            // forever on it: docker/cli#5299).
+            let is_job = service
+                .spec
+                .as_ref()
+                .and_then(|s| s.mode.as_ref())
+                .is_some_and(|m| m.replicated_job.is_some() || m.global_job.is_some());
+            let failed: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| is_failed(t) || (!is_job && is_complete(t)))
+                .collect();
             if failed.len() >= opts.max_failures {
-                let reason = format!("{} task(s) failed to start or crashed", failed.len());
-                failures.push(failure(engine, name, reason, latest_failed(&tasks), &names, opts).await);
+                let reason = format!("{} task(s) failed to start, crashed or exited", failed.len());
+                let latest = latest_failed(&tasks).or_else(|| failed.last().map(|t| (*t).clone()));
+                failures.push(failure(engine, name, reason, latest, &names, opts).await);
                 continue;
             }
             // A task pending with a scheduling error (no suitable node, no such image...).
