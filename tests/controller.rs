@@ -4,13 +4,14 @@
 //!
 //! Prerequisites: scripts/deps/docker.sh.
 
-mod common;
+#[path = "common/dockerd.rs"]
+mod dockerd;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use common::dockerd::Dockerd;
+use dockerd::Dockerd;
 use serde_json::Value;
 
 struct Run {
@@ -42,7 +43,11 @@ fn zenkoctl(engine: &Dockerd, args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).to_string(),
         stderr: String::from_utf8_lossy(&out.stderr).to_string(),
     };
-    assert!(!run.stderr.contains("panicked"), "zenkoctl panicked: {}", run.stderr);
+    assert!(
+        !run.stderr.contains("panicked"),
+        "zenkoctl panicked: {}",
+        run.stderr
+    );
     run
 }
 
@@ -111,7 +116,10 @@ fn templates(dir: &Path, name: &str, text: &str) -> String {
 fn controller_against_a_real_engine() {
     let t0 = Instant::now();
     let engine = Dockerd::start();
-    eprintln!("dockerd up and swarm initialised in {:.1}s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "dockerd up and swarm initialised in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
     engine.build_module_image("zenkoctl/module:test");
     let work = tempfile::tempdir().unwrap();
 
@@ -140,7 +148,11 @@ fn controller_against_a_real_engine() {
 fn nodes(engine: &Dockerd) {
     let r = zenkoctl(engine, &["node", "label", "no-such-node"]);
     expect(&r, 2, "label of an unknown node");
-    assert!(r.stderr.contains("no swarm node is named \"no-such-node\""), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no swarm node is named \"no-such-node\""),
+        "{}",
+        r.stderr
+    );
 
     let r = zenkoctl(engine, &["-o", "json", "node", "ls"]);
     expect(&r, 0, "node ls");
@@ -159,7 +171,10 @@ fn nodes(engine: &Dockerd) {
     let r = zenkoctl(engine, &["-o", "json", "node", "label", &id]);
     expect(&r, 0, "label again");
     assert_eq!(r.json()["change"]["changed"], false);
-    assert_eq!(version, engine.docker(&["node", "inspect", &id, "--format", "{{.Version.Index}}"]));
+    assert_eq!(
+        version,
+        engine.docker(&["node", "inspect", &id, "--format", "{{.Version.Index}}"])
+    );
 
     let r = zenkoctl(engine, &["node", "unlabel"]);
     expect(&r, 0, "unlabel");
@@ -171,7 +186,15 @@ fn nodes(engine: &Dockerd) {
     assert!(!labels.contains("io.zenko.type"), "{labels}");
     // Role and availability survived the full-spec updates.
     assert_eq!(
-        engine.docker(&["node", "inspect", &id, "--format", "{{.Spec.Role}} {{.Spec.Availability}}"]).trim(),
+        engine
+            .docker(&[
+                "node",
+                "inspect",
+                &id,
+                "--format",
+                "{{.Spec.Role}} {{.Spec.Availability}}"
+            ])
+            .trim(),
         "manager active"
     );
 }
@@ -191,21 +214,44 @@ fn deploy_status_redeploy(engine: &Dockerd) {
     let svc = inspect(engine, "zenko_s3-dmd");
     let spec = &svc["Spec"];
     assert_eq!(spec["Labels"]["com.docker.stack.namespace"], "zenko");
-    assert_eq!(spec["Labels"]["com.docker.stack.image"], "zenkoctl/module:test");
+    assert_eq!(
+        spec["Labels"]["com.docker.stack.image"],
+        "zenkoctl/module:test"
+    );
     assert_eq!(spec["Labels"]["io.zenko.managed-by"], "zenkoctl");
-    assert_eq!(spec["TaskTemplate"]["ContainerSpec"]["Labels"]["com.docker.stack.namespace"], "zenko");
+    assert_eq!(
+        spec["TaskTemplate"]["ContainerSpec"]["Labels"]["com.docker.stack.namespace"],
+        "zenko"
+    );
     assert_eq!(spec["TaskTemplate"]["Networks"][0]["Aliases"][0], "s3-dmd");
-    assert_eq!(spec["TaskTemplate"]["Placement"]["Constraints"][0], "node.labels.io.zenko.type == storage");
+    assert_eq!(
+        spec["TaskTemplate"]["Placement"]["Constraints"][0],
+        "node.labels.io.zenko.type == storage"
+    );
     assert_eq!(spec["UpdateConfig"]["Parallelism"], 1);
     assert_eq!(spec["UpdateConfig"]["FailureAction"], "rollback");
-    assert_eq!(spec["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"], 30_000_000_000u64);
+    assert_eq!(
+        spec["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"],
+        30_000_000_000u64
+    );
     assert_eq!(spec["EndpointSpec"]["Mode"], "dnsrr");
-    let mounts = spec["TaskTemplate"]["ContainerSpec"]["Mounts"].as_array().unwrap();
+    let mounts = spec["TaskTemplate"]["ContainerSpec"]["Mounts"]
+        .as_array()
+        .unwrap();
     assert_eq!(mounts[0]["Source"], "zenko_metadata");
-    assert_eq!(mounts[0]["VolumeOptions"]["Labels"]["com.docker.stack.namespace"], "zenko");
+    assert_eq!(
+        mounts[0]["VolumeOptions"]["Labels"]["com.docker.stack.namespace"],
+        "zenko"
+    );
 
     // The docker CLI sees it as a stack.
-    let ps = engine.docker(&["stack", "ps", "zenko", "--format", "{{.Name}} {{.CurrentState}}"]);
+    let ps = engine.docker(&[
+        "stack",
+        "ps",
+        "zenko",
+        "--format",
+        "{{.Name}} {{.CurrentState}}",
+    ]);
     assert!(ps.contains("zenko_s3-dmd.1 Running"), "{ps}");
     let ls = engine.docker(&["stack", "ls", "--format", "{{.Name}} {{.Services}}"]);
     assert!(ls.contains("zenko 1"), "{ls}");
@@ -222,11 +268,34 @@ fn deploy_status_redeploy(engine: &Dockerd) {
     assert!(probes.iter().all(|p| p["state"] == "ok"), "{st}");
     let human = zenkoctl(engine, &["status"]);
     expect(&human, 0, "status (human)");
-    assert!(human.stdout.contains("zenko_s3-dmd 1/1 running"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("zenko_s3-dmd 1/1 running"),
+        "{}",
+        human.stdout
+    );
 
     // Redeploy with nothing changed: no update call (version and rollback target untouched).
     let version = svc["Version"]["Index"].clone();
-    let r = zenkoctl(engine, &["-o", "json", "plan", "-p", "module", "--set", "image.tag=test", "--set", "network.endpoint_mode=dnsrr", "--set", "network.publish_mode=host", "--set", "module.metadata_port=29990", "--set", "module.data_port=29991"]);
+    let r = zenkoctl(
+        engine,
+        &[
+            "-o",
+            "json",
+            "plan",
+            "-p",
+            "module",
+            "--set",
+            "image.tag=test",
+            "--set",
+            "network.endpoint_mode=dnsrr",
+            "--set",
+            "network.publish_mode=host",
+            "--set",
+            "module.metadata_port=29990",
+            "--set",
+            "module.data_port=29991",
+        ],
+    );
     expect(&r, 0, "plan");
     assert_eq!(r.json()["changes_nothing"], true, "{}", r.stdout);
     let r = zenkoctl(engine, &args(&with(&["-o", "json", "deploy"], MODULE)));
@@ -234,7 +303,10 @@ fn deploy_status_redeploy(engine: &Dockerd) {
     assert_eq!(r.json()["deploy"]["services"][0]["action"], "unchanged");
     let again = inspect(engine, "zenko_s3-dmd");
     assert_eq!(again["Version"]["Index"], version);
-    assert!(again.get("PreviousSpec").is_none_or(|p| p.is_null()), "a no-op must not create a rollback target");
+    assert!(
+        again.get("PreviousSpec").is_none_or(|p| p.is_null()),
+        "a no-op must not create a rollback target"
+    );
 }
 
 fn update_one_service_and_secrets(engine: &Dockerd, work: &Path) {
@@ -281,58 +353,129 @@ secrets:
             secret.display()
         ),
     );
-    let base = ["--templates", tpl.as_str(), "--set", "stack=pair", "--stable", "1"];
+    let base = [
+        "--templates",
+        tpl.as_str(),
+        "--set",
+        "stack=pair",
+        "--stable",
+        "1",
+    ];
     let r = zenkoctl(engine, &args(&with(&["-o", "json", "deploy"], &base)));
     expect(&r, 0, "deploy of a two-service stack");
     let doc = r.json();
-    let secret_name = doc["deploy"]["secrets_created"][0].as_str().unwrap().to_string();
+    let secret_name = doc["deploy"]["secrets_created"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(secret_name.starts_with("pair_creds."), "{secret_name}");
     // The earlier `zenko` stack was torn down (one Zenko stack at a time).
     assert_eq!(doc["deploy"]["torn_down"][0]["stack"], "zenko", "{doc}");
     assert_eq!(services(engine), vec!["pair_one", "pair_two"]);
     let one = inspect(engine, "pair_one");
     let env = one["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"].clone();
-    assert_eq!(env, serde_json::json!(["ALPHA=first", "LEVEL=info", "ZED=last"]));
+    assert_eq!(
+        env,
+        serde_json::json!(["ALPHA=first", "LEVEL=info", "ZED=last"])
+    );
     // Mounted at its stable target, whatever the hashed name.
     let sref = &one["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][0];
     assert_eq!(sref["File"]["Name"], "s3-credentials");
     assert_eq!(sref["SecretName"], secret_name.as_str());
-    let container = engine.docker(&["ps", "-q", "--filter", "label=com.docker.swarm.service.name=pair_one"]);
-    let content = engine.docker(&["exec", container.trim(), "/bin/busybox", "cat", "/run/secrets/s3-credentials"]);
+    let container = engine.docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        "label=com.docker.swarm.service.name=pair_one",
+    ]);
+    let content = engine.docker(&[
+        "exec",
+        container.trim(),
+        "/bin/busybox",
+        "cat",
+        "/run/secrets/s3-credentials",
+    ]);
     assert_eq!(content, "export SCALITY_ACCESS_KEY_ID=one\n");
 
     // Change what only `one` uses: `one` is updated in place, `two` untouched.
     let (one_id, one_version) = (one["ID"].clone(), one["Version"]["Index"].as_u64().unwrap());
     let two_version = inspect(engine, "pair_two")["Version"]["Index"].clone();
-    let r = zenkoctl(engine, &args(&with(&["-o", "json", "deploy", "--set", "module.log_level=debug"], &base)));
+    let r = zenkoctl(
+        engine,
+        &args(&with(
+            &["-o", "json", "deploy", "--set", "module.log_level=debug"],
+            &base,
+        )),
+    );
     expect(&r, 0, "update of one service");
     let doc = r.json();
     let actions: Vec<(String, String)> = doc["deploy"]["services"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["service"].as_str().unwrap().into(), s["action"].as_str().unwrap().into()))
+        .map(|s| {
+            (
+                s["service"].as_str().unwrap().into(),
+                s["action"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert_eq!(actions, vec![("pair_one".into(), "update".into()), ("pair_two".into(), "unchanged".into())]);
+    assert_eq!(
+        actions,
+        vec![
+            ("pair_one".into(), "update".into()),
+            ("pair_two".into(), "unchanged".into())
+        ]
+    );
     let one = inspect(engine, "pair_one");
     assert_eq!(one["ID"], one_id, "updated in place, not recreated");
     assert!(one["Version"]["Index"].as_u64().unwrap() > one_version);
-    assert_eq!(one["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Env"][1], "LEVEL=info");
-    assert_eq!(one["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"][1], "LEVEL=debug");
+    assert_eq!(
+        one["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Env"][1],
+        "LEVEL=info"
+    );
+    assert_eq!(
+        one["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"][1],
+        "LEVEL=debug"
+    );
     assert_eq!(inspect(engine, "pair_two")["Version"]["Index"], two_version);
 
     // Rotate the secret: a new hashed secret, same target, the old one removed after convergence.
     std::fs::write(&secret, "export SCALITY_ACCESS_KEY_ID=two\n").unwrap();
-    let r = zenkoctl(engine, &args(&with(&["-o", "json", "deploy", "--set", "module.log_level=debug"], &base)));
+    let r = zenkoctl(
+        engine,
+        &args(&with(
+            &["-o", "json", "deploy", "--set", "module.log_level=debug"],
+            &base,
+        )),
+    );
     expect(&r, 0, "secret rotation");
     let doc = r.json();
-    let new_name = doc["deploy"]["secrets_created"][0].as_str().unwrap().to_string();
+    let new_name = doc["deploy"]["secrets_created"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(new_name, secret_name);
-    assert_eq!(doc["deploy"]["superseded_removed"][0], secret_name.as_str(), "{doc}");
+    assert_eq!(
+        doc["deploy"]["superseded_removed"][0],
+        secret_name.as_str(),
+        "{doc}"
+    );
     let listed = engine.docker(&["secret", "ls", "--format", "{{.Name}}"]);
     assert_eq!(listed.trim(), new_name);
-    let container = engine.docker(&["ps", "-q", "--filter", "label=com.docker.swarm.service.name=pair_one"]);
-    let content = engine.docker(&["exec", container.trim(), "/bin/busybox", "cat", "/run/secrets/s3-credentials"]);
+    let container = engine.docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        "label=com.docker.swarm.service.name=pair_one",
+    ]);
+    let content = engine.docker(&[
+        "exec",
+        container.trim(),
+        "/bin/busybox",
+        "cat",
+        "/run/secrets/s3-credentials",
+    ]);
     assert_eq!(content, "export SCALITY_ACCESS_KEY_ID=two\n");
 
     // A secret that Swarm would refuse is refused before anything is created.
@@ -344,14 +487,29 @@ secrets:
 
 fn one_zenko_stack(engine: &Dockerd) {
     // `pair` is deployed; deploying the module under another name replaces it.
-    let r = zenkoctl(engine, &args(&with(&["-o", "json", "deploy", "--set", "stack=zenko"], MODULE)));
+    let r = zenkoctl(
+        engine,
+        &args(&with(
+            &["-o", "json", "deploy", "--set", "stack=zenko"],
+            MODULE,
+        )),
+    );
     expect(&r, 0, "deploy of a second, differently named Zenko stack");
     let doc = r.json();
     assert_eq!(doc["deploy"]["torn_down"][0]["stack"], "pair", "{doc}");
     assert_eq!(services(engine), vec!["zenko_s3-dmd"]);
-    let nets = engine.docker(&["network", "ls", "--filter", "label=com.docker.stack.namespace=pair", "-q"]);
+    let nets = engine.docker(&[
+        "network",
+        "ls",
+        "--filter",
+        "label=com.docker.stack.namespace=pair",
+        "-q",
+    ]);
     assert!(nets.trim().is_empty(), "pair's networks are gone: {nets}");
-    assert!(engine.docker(&["secret", "ls", "-q"]).trim().is_empty(), "pair's secrets are gone");
+    assert!(
+        engine.docker(&["secret", "ls", "-q"]).trim().is_empty(),
+        "pair's secrets are gone"
+    );
 }
 
 fn failures_and_rollback(engine: &Dockerd, work: &Path) {
@@ -381,31 +539,92 @@ services:
         delay: 100ms
 "#,
     );
-    let r = zenkoctl(engine, &["-o", "json", "deploy", "--templates", &tpl, "--set", "stack=broken", "--timeout", "120"]);
+    let r = zenkoctl(
+        engine,
+        &[
+            "-o",
+            "json",
+            "deploy",
+            "--templates",
+            &tpl,
+            "--set",
+            "stack=broken",
+            "--timeout",
+            "120",
+        ],
+    );
     expect(&r, 5, "deploy with a bad command");
     let doc = r.json();
-    let failures = doc["deploy"]["outcome"]["failures"].as_array().unwrap().clone();
-    let bad = failures.iter().find(|f| f["service"] == "broken_bad").expect("broken_bad reported");
+    let failures = doc["deploy"]["outcome"]["failures"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let bad = failures
+        .iter()
+        .find(|f| f["service"] == "broken_bad")
+        .expect("broken_bad reported");
     let err = bad["error"].as_str().unwrap_or_default();
-    assert!(err.contains("/does-not-exist"), "the task error names the command: {bad}");
+    assert!(
+        err.contains("/does-not-exist"),
+        "the task error names the command: {bad}"
+    );
     assert!(bad["node"].as_str().unwrap_or_default().len() > 3, "{bad}");
-    let crash = failures.iter().find(|f| f["service"] == "broken_crash").expect("broken_crash reported");
+    let crash = failures
+        .iter()
+        .find(|f| f["service"] == "broken_crash")
+        .expect("broken_crash reported");
     assert_eq!(crash["exit_code"], 3, "{crash}");
     let logs = crash["logs"].to_string();
-    assert!(logs.contains("cannot open the store"), "last log lines: {crash}");
+    assert!(
+        logs.contains("cannot open the store"),
+        "last log lines: {crash}"
+    );
 
     // Human report, and --rollback removes what this deploy created.
-    let r = zenkoctl(engine, &["deploy", "--templates", &tpl, "--set", "stack=broken", "--rollback", "--timeout", "120"]);
+    let r = zenkoctl(
+        engine,
+        &[
+            "deploy",
+            "--templates",
+            &tpl,
+            "--set",
+            "stack=broken",
+            "--rollback",
+            "--timeout",
+            "120",
+        ],
+    );
     expect(&r, 7, "failed deploy with --rollback");
     assert!(r.stdout.contains("service broken_bad:"), "{}", r.stdout);
     assert!(r.stdout.contains("error:"), "{}", r.stdout);
     // The earlier failed deploy's services were updated (unchanged) — nothing to remove but
     // the rollback ran; now a fresh failed deploy after teardown removes its creations.
-    expect(&zenkoctl(engine, &["teardown"]), 0, "teardown of the broken stack");
-    let r = zenkoctl(engine, &["-o", "json", "deploy", "--templates", &tpl, "--set", "stack=broken", "--rollback", "--timeout", "120"]);
+    expect(
+        &zenkoctl(engine, &["teardown"]),
+        0,
+        "teardown of the broken stack",
+    );
+    let r = zenkoctl(
+        engine,
+        &[
+            "-o",
+            "json",
+            "deploy",
+            "--templates",
+            &tpl,
+            "--set",
+            "stack=broken",
+            "--rollback",
+            "--timeout",
+            "120",
+        ],
+    );
     expect(&r, 7, "fresh failed deploy with --rollback");
     let removed = r.json()["deploy"]["rollback"]["removed"].to_string();
-    assert!(removed.contains("broken_bad") && removed.contains("broken_crash"), "{removed}");
+    assert!(
+        removed.contains("broken_bad") && removed.contains("broken_crash"),
+        "{removed}"
+    );
     assert!(services(engine).is_empty(), "{:?}", services(engine));
 
     // A failed update of a healthy service is rolled back to the previous spec.
@@ -426,10 +645,16 @@ services:
     let r = zenkoctl(engine, &args(&bad_args));
     expect(&r, 7, "failed update with --rollback");
     let doc = r.json();
-    assert_eq!(doc["deploy"]["rollback"]["rolled_back"][0], "zenko_s3-dmd", "{doc}");
+    assert_eq!(
+        doc["deploy"]["rollback"]["rolled_back"][0], "zenko_s3-dmd",
+        "{doc}"
+    );
     let after = inspect(engine, "zenko_s3-dmd");
     assert_eq!(after["ID"], good["ID"]);
-    assert_eq!(after["Spec"]["Labels"]["com.docker.stack.image"], "zenkoctl/module:test");
+    assert_eq!(
+        after["Spec"]["Labels"]["com.docker.stack.image"],
+        "zenkoctl/module:test"
+    );
     let r = zenkoctl(engine, &["-o", "json", "status"]);
     // The rolled-back service is running the good image again (the update state says
     // rollback, which status reports as degraded until the next deploy).
@@ -462,8 +687,18 @@ services:
     let doc = r.json();
     assert_eq!(doc["health"], "degraded");
     let probes = doc["probes"].as_array().unwrap();
-    assert!(probes.iter().any(|p| p["target"] == "zenko_s3-dmd metadata" && p["state"] == "ok"), "{doc}");
-    assert!(probes.iter().any(|p| p["target"] == "zenko_s3-dmd data" && p["state"] == "failed"), "{doc}");
+    assert!(
+        probes
+            .iter()
+            .any(|p| p["target"] == "zenko_s3-dmd metadata" && p["state"] == "ok"),
+        "{doc}"
+    );
+    assert!(
+        probes
+            .iter()
+            .any(|p| p["target"] == "zenko_s3-dmd data" && p["state"] == "failed"),
+        "{doc}"
+    );
 
     // Down: nothing running.
     engine.docker(&["service", "scale", "-d", "zenko_s3-dmd=0"]);
@@ -474,13 +709,21 @@ services:
             assert_eq!(r.json()["health"], "down");
             break;
         }
-        assert!(started.elapsed().as_secs() < 60, "never reported down: {}", r.stdout);
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "never reported down: {}",
+            r.stdout
+        );
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
     expect(&zenkoctl(engine, &["teardown"]), 0, "teardown");
     let r = zenkoctl(engine, &["-o", "json", "status"]);
     expect(&r, 11, "status with no stack");
-    assert!(r.stdout.contains("no Zenko stack is deployed"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("no Zenko stack is deployed"),
+        "{}",
+        r.stdout
+    );
 }
 
 fn teardown_and_immediate_redeploy(engine: &Dockerd) {
@@ -496,9 +739,21 @@ fn teardown_and_immediate_redeploy(engine: &Dockerd) {
         assert_eq!(doc["removed"][0]["stack"], "zenko");
         // Gone means gone: no service, task, network or volume of the stack is left.
         assert!(services(engine).is_empty());
-        let nets = engine.docker(&["network", "ls", "-q", "--filter", "label=com.docker.stack.namespace=zenko"]);
+        let nets = engine.docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            "label=com.docker.stack.namespace=zenko",
+        ]);
         assert!(nets.trim().is_empty(), "{nets}");
-        let vols = engine.docker(&["volume", "ls", "-q", "--filter", "label=com.docker.stack.namespace=zenko"]);
+        let vols = engine.docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            "label=com.docker.stack.namespace=zenko",
+        ]);
         assert!(vols.trim().is_empty(), "{vols}");
     }
 }

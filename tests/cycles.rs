@@ -5,12 +5,13 @@
 //!
 //! Prerequisites: scripts/deps/docker.sh.
 
-mod common;
+#[path = "common/dockerd.rs"]
+mod dockerd;
 
 use std::process::Command;
 use std::time::Instant;
 
-use common::dockerd::Dockerd;
+use dockerd::Dockerd;
 
 fn zenkoctl(engine: &Dockerd, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
@@ -67,7 +68,15 @@ networks:
     )
     .unwrap();
     let tpl = work.path().display().to_string();
-    let deploy = ["deploy", "--templates", tpl.as_str(), "--stable", "0", "--timeout", "60"];
+    let deploy = [
+        "deploy",
+        "--templates",
+        tpl.as_str(),
+        "--stable",
+        "0",
+        "--timeout",
+        "60",
+    ];
 
     let started = Instant::now();
     let (mut deploy_secs, mut teardown_secs) = (0f64, 0f64);
@@ -82,8 +91,17 @@ networks:
         assert!(out.contains("removed stack zenko"), "cycle {i}: {out}");
         teardown_secs += t.elapsed().as_secs_f64();
         // Nothing of the stack may be left when teardown returns.
-        let left = engine.docker(&["network", "ls", "-q", "--filter", "label=com.docker.stack.namespace=zenko"]);
-        assert!(left.trim().is_empty(), "cycle {i}: network left after teardown: {left}");
+        let left = engine.docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            "label=com.docker.stack.namespace=zenko",
+        ]);
+        assert!(
+            left.trim().is_empty(),
+            "cycle {i}: network left after teardown: {left}"
+        );
     }
     let total = started.elapsed().as_secs_f64();
     eprintln!(

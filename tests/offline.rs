@@ -32,12 +32,21 @@ fn an_unreachable_engine_is_a_clear_error() {
     let socket = format!("unix://{}/docker.sock", missing.path().display());
     let tcp = format!("tcp://127.0.0.1:{}", closed_port());
     for host in [socket.as_str(), tcp.as_str()] {
-        for cmd in [&["node", "ls"][..], &["status"], &["teardown"], &["deploy"], &["plan"]] {
+        for cmd in [
+            &["node", "ls"][..],
+            &["status"],
+            &["teardown"],
+            &["deploy"],
+            &["plan"],
+        ] {
             let mut args = vec!["--host", host];
             args.extend_from_slice(cmd);
             let (code, out, err) = zenkoctl(&args);
             assert_eq!(code, 4, "{args:?}: exit {code}\n{out}\n{err}");
-            assert!(err.contains("cannot reach the Docker engine at"), "{args:?}: {err}");
+            assert!(
+                err.contains("cannot reach the Docker engine at"),
+                "{args:?}: {err}"
+            );
             assert!(err.contains(host), "{args:?} names the host: {err}");
             assert!(!err.contains("panicked"), "{err}");
         }
@@ -59,7 +68,10 @@ fn an_unreachable_engine_is_a_clear_error() {
 }
 
 /// Serves `count` connections: each gets `answer(path)` as a raw HTTP response.
-fn responder(count: usize, answer: fn(&str) -> String) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+fn responder(
+    count: usize,
+    answer: fn(&str) -> String,
+) -> (u16, std::thread::JoinHandle<Vec<String>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
@@ -69,7 +81,11 @@ fn responder(count: usize, answer: fn(&str) -> String) -> (u16, std::thread::Joi
             let mut buf = [0u8; 2048];
             let n = s.read(&mut buf).unwrap();
             let req = String::from_utf8_lossy(&buf[..n]).to_string();
-            let path = req.split_whitespace().nth(1).unwrap_or_default().to_string();
+            let path = req
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
             s.write_all(answer(&path).as_bytes()).unwrap();
             paths.push(path);
         }
@@ -79,7 +95,10 @@ fn responder(count: usize, answer: fn(&str) -> String) -> (u16, std::thread::Joi
 }
 
 fn http(status: &str, body: &str) -> String {
-    format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 #[tokio::test]
@@ -125,7 +144,10 @@ async fn probes_against_a_responder() {
     });
     let r = probe_metadata("127.0.0.1", port).await;
     assert_eq!(r.state, ProbeState::Ok, "{r:?}");
-    assert_eq!(h.join().unwrap(), vec!["/_/health", "/socket.io/?EIO=4&transport=polling"]);
+    assert_eq!(
+        h.join().unwrap(),
+        vec!["/_/health", "/socket.io/?EIO=4&transport=polling"]
+    );
 
     // Metadata: neither route: unknown.
     let (port, h) = responder(2, |_| http("404 Not Found", ""));

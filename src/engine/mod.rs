@@ -106,7 +106,13 @@ impl Engine {
             .filter(|h| !h.trim().is_empty())
             .unwrap_or(DEFAULT_HOST)
             .to_string();
-        let docker = client(&host, &ClientVersion { major_version: MAX_API.0 as usize, minor_version: MAX_API.1 as usize })?;
+        let docker = client(
+            &host,
+            &ClientVersion {
+                major_version: MAX_API.0 as usize,
+                minor_version: MAX_API.1 as usize,
+            },
+        )?;
         let version = match tokio::time::timeout(CONNECT_TIMEOUT, docker.version()).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Err(unreachable(&host, e)),
@@ -124,11 +130,25 @@ impl Engine {
             .api_version
             .as_deref()
             .and_then(ApiVersion::parse)
-            .ok_or_else(|| coded(Exit::Unreachable, anyhow!("the engine at {host} did not report its API version")))?;
-        let server_min_api = version.min_api_version.as_deref().and_then(ApiVersion::parse);
+            .ok_or_else(|| {
+                coded(
+                    Exit::Unreachable,
+                    anyhow!("the engine at {host} did not report its API version"),
+                )
+            })?;
+        let server_min_api = version
+            .min_api_version
+            .as_deref()
+            .and_then(ApiVersion::parse);
         let api = negotiate(server_api, server_min_api)
             .map_err(|e| coded(Exit::Unreachable, anyhow!("the engine at {host}: {e}")))?;
-        let docker = client(&host, &ClientVersion { major_version: api.0 as usize, minor_version: api.1 as usize })?;
+        let docker = client(
+            &host,
+            &ClientVersion {
+                major_version: api.0 as usize,
+                minor_version: api.1 as usize,
+            },
+        )?;
         tracing::debug!(%host, %api, %server_api, "connected to the engine");
         Ok(Engine {
             docker,
@@ -160,7 +180,11 @@ impl Engine {
 
     /// Requires a Swarm manager (stack objects can only be managed there).
     pub async fn require_manager(&self) -> anyhow::Result<()> {
-        let info = self.docker.info().await.map_err(|e| self.error(e, "reading /info"))?;
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| self.error(e, "reading /info"))?;
         let swarm = info.swarm.unwrap_or_default();
         if swarm.control_available != Some(true) {
             let state = swarm
@@ -181,11 +205,18 @@ impl Engine {
 
     /// Wraps an engine error with what was being done; transport failures become
     /// [`Exit::Unreachable`].
-    pub fn error(&self, error: bollard::errors::Error, doing: impl std::fmt::Display) -> anyhow::Error {
+    pub fn error(
+        &self,
+        error: bollard::errors::Error,
+        doing: impl std::fmt::Display,
+    ) -> anyhow::Error {
         if is_transport(&error) {
             coded(
                 Exit::Unreachable,
-                anyhow!("lost the Docker engine at {} while {doing}: {error}", self.host),
+                anyhow!(
+                    "lost the Docker engine at {} while {doing}: {error}",
+                    self.host
+                ),
             )
         } else {
             anyhow!("{doing}: {}", server_message(&error))
@@ -202,7 +233,10 @@ fn client(host: &str, version: &ClientVersion) -> anyhow::Result<Docker> {
                 anyhow!("cannot reach the Docker engine at {host}: {e} (is dockerd running? set --host or DOCKER_HOST)"),
             )
         } else {
-            coded(Exit::InvalidInput, anyhow!("invalid Docker host {host:?}: {e}"))
+            coded(
+                Exit::InvalidInput,
+                anyhow!("invalid Docker host {host:?}: {e}"),
+            )
         }
     };
     if let Some(path) = host.strip_prefix("unix://") {
@@ -233,7 +267,10 @@ fn unreachable(host: &str, error: bollard::errors::Error) -> anyhow::Error {
     } else {
         coded(
             Exit::Unreachable,
-            anyhow!("the Docker engine at {host} refused /version: {}", server_message(&error)),
+            anyhow!(
+                "the Docker engine at {host} refused /version: {}",
+                server_message(&error)
+            ),
         )
     }
 }
@@ -250,7 +287,10 @@ pub fn is_transport(error: &bollard::errors::Error) -> bool {
 /// The server's message for an error the engine returned, else the error itself.
 pub fn server_message(error: &bollard::errors::Error) -> String {
     match error {
-        bollard::errors::Error::DockerResponseServerError { status_code, message } => {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
             format!("{message} (HTTP {status_code})")
         }
         other => other.to_string(),
@@ -298,7 +338,10 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 
 /// Retries `op` while it fails with "update out of sequence" (each attempt re-reads the object
 /// itself), with a short backoff.
-pub async fn retry_out_of_sequence<T, F, Fut>(what: &str, mut op: F) -> Result<T, bollard::errors::Error>
+pub async fn retry_out_of_sequence<T, F, Fut>(
+    what: &str,
+    mut op: F,
+) -> Result<T, bollard::errors::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, bollard::errors::Error>>,

@@ -44,7 +44,10 @@ fn get(socket: &Path, path: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -55,7 +58,10 @@ impl Dockerd {
         require("docker");
         require("busybox");
         // Short path: unix socket paths are limited to 108 bytes.
-        let dir = tempfile::Builder::new().prefix("zd").tempdir_in("/tmp").expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("zd")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
         let d = dir.path();
         let log = std::fs::File::create(d.join("dockerd.log")).expect("log file");
         let child = Command::new("dockerd")
