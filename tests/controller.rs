@@ -670,7 +670,9 @@ fn status_codes(engine: &Dockerd, work: &Path) {
 services:
   s3-dmd:
     image: zenkoctl/module:test
-    command: [serve, --only, metadata, --metadata-addr, "0.0.0.0:9990", --data-addr, "0.0.0.0:9991"]
+    command: [serve, --metadata-addr, "0.0.0.0:9990", --data-addr, "0.0.0.0:9991"]
+    environment:
+      FAKE_NO_DATA: "1"
     ports:
       - {target: 9990, published: 29990, protocol: tcp, mode: host}
       - {target: 9991, published: 29991, protocol: tcp, mode: host}
