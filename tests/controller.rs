@@ -140,6 +140,12 @@ fn controller_against_a_real_engine() {
     status_codes(&engine, work.path());
     eprintln!("status codes: {:.1}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
+    drift_watch_and_compatibility(&engine);
+    eprintln!(
+        "drift, watch, docker stack rm, preflight: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
     teardown_and_immediate_redeploy(&engine);
     eprintln!("teardown and redeploy: {:.1}s", t.elapsed().as_secs_f64());
     eprintln!("total {:.1}s", t0.elapsed().as_secs_f64());
@@ -758,4 +764,145 @@ fn teardown_and_immediate_redeploy(engine: &Dockerd) {
         ]);
         assert!(vols.trim().is_empty(), "{vols}");
     }
+    // Without --volumes the data stays; a later `teardown --volumes` finds and removes it.
+    expect(
+        &zenkoctl(engine, &args(&with(&["deploy"], MODULE))),
+        0,
+        "deploy",
+    );
+    expect(
+        &zenkoctl(engine, &["teardown"]),
+        0,
+        "teardown keeping volumes",
+    );
+    let vols = engine.docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        "label=com.docker.stack.namespace=zenko",
+    ]);
+    assert_eq!(vols.lines().count(), 2, "{vols}");
+    let r = zenkoctl(engine, &["-o", "json", "teardown", "--volumes"]);
+    expect(&r, 0, "teardown --volumes of a removed stack");
+    assert_eq!(
+        r.json()["removed"][0]["volumes"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.stdout
+    );
+    let vols = engine.docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        "label=com.docker.stack.namespace=zenko",
+    ]);
+    assert!(vols.trim().is_empty(), "{vols}");
+}
+
+fn drift_watch_and_compatibility(engine: &Dockerd) {
+    let r = zenkoctl(engine, &args(&with(&["deploy"], MODULE)));
+    expect(&r, 0, "deploy");
+
+    // A change made by hand is drift: plan shows it, deploy puts the spec back.
+    engine.docker(&[
+        "service",
+        "update",
+        "-d",
+        "--env-add",
+        "DRIFT=1",
+        "zenko_s3-dmd",
+    ]);
+    let plan_args: Vec<String> = with(&["-o", "json", "plan"], &MODULE[..MODULE.len() - 4]);
+    let r = zenkoctl(engine, &args(&plan_args));
+    expect(&r, 0, "plan after drift");
+    let doc = r.json();
+    assert_eq!(doc["changes_nothing"], false);
+    assert_eq!(doc["plan"]["services"][0]["action"], "update", "{doc}");
+    assert!(
+        doc["plan"]["services"][0]["fields"]
+            .to_string()
+            .contains("/TaskTemplate/ContainerSpec/Env"),
+        "{doc}"
+    );
+    let r = zenkoctl(engine, &args(&with(&["-o", "json", "deploy"], MODULE)));
+    expect(&r, 0, "deploy over drift");
+    assert_eq!(r.json()["deploy"]["services"][0]["action"], "update");
+    let env =
+        inspect(engine, "zenko_s3-dmd")["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"].to_string();
+    assert!(!env.contains("DRIFT"), "{env}");
+
+    // status --watch: one JSON document per line, until stopped.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
+        .args([
+            "--host",
+            &engine.host,
+            "-o",
+            "json",
+            "status",
+            "--watch",
+            "--interval",
+            "1",
+        ])
+        .env_remove("DOCKER_HOST")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    for l in &lines {
+        let v: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["health"], "healthy", "{l}");
+    }
+
+    // `docker stack rm` works on our stack; our teardown then finishes the job (waits until
+    // the networks are really gone).
+    engine.docker(&["stack", "rm", "zenko"]);
+    let r = zenkoctl(engine, &["teardown"]);
+    expect(&r, 0, "teardown after docker stack rm");
+    let nets = engine.docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        "label=com.docker.stack.namespace=zenko",
+    ]);
+    assert!(nets.trim().is_empty(), "{nets}");
+
+    // Preflight: a drained storage node is refused before anything is created.
+    let id = engine.docker(&["node", "ls", "-q"]).trim().to_string();
+    engine.docker(&["node", "update", "--availability", "drain", &id]);
+    let r = zenkoctl(engine, &args(&with(&["deploy"], MODULE)));
+    engine.docker(&["node", "update", "--availability", "active", &id]);
+    expect(&r, 5, "deploy to a drained storage node");
+    assert!(
+        r.stderr.contains("must be ready and active"),
+        "{}",
+        r.stderr
+    );
+    assert!(services(engine).is_empty());
+
+    // Preflight: an image that is nowhere.
+    let mut missing = with(&["deploy"], MODULE);
+    missing.iter_mut().for_each(|a| {
+        if a == "image.tag=test" {
+            *a = "image.tag=nowhere".into()
+        }
+    });
+    let r = zenkoctl(engine, &args(&missing));
+    expect(&r, 5, "deploy of an image that exists nowhere");
+    assert!(
+        r.stderr
+            .contains("zenkoctl/module:nowhere is neither on the engine"),
+        "{}",
+        r.stderr
+    );
+    assert!(services(engine).is_empty());
 }

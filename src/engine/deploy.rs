@@ -438,6 +438,8 @@ pub async fn deploy(
     ));
     let pre = preflight(engine, plan, opts.node.as_deref(), progress).await?;
     let mut warnings = pre.warnings.clone();
+    // A same-named stack that zenkoctl did not deploy is refused before anything is removed.
+    check_ours(&stack, &stacks::objects(engine, &stack).await?)?;
 
     // One Zenko stack at a time: remove the others, and wait until they are gone.
     let mut torn_down = Vec::new();

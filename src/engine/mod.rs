@@ -380,3 +380,77 @@ pub fn short_id(id: &str) -> &str {
 pub async fn pause(d: Duration) {
     tokio::time::sleep(d).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_negotiation() {
+        let v = |s: &str| ApiVersion::parse(s).unwrap();
+        // Debian's 20.10.
+        assert_eq!(negotiate(v("1.41"), Some(v("1.12"))).unwrap(), v("1.41"));
+        // Engine 29.0 with its raised minimum: we speak its version, capped at ours.
+        assert_eq!(negotiate(v("1.52"), Some(v("1.44"))).unwrap(), v("1.52"));
+        assert_eq!(negotiate(v("1.56"), Some(v("1.40"))).unwrap(), MAX_API);
+        assert!(negotiate(v("1.40"), None)
+            .unwrap_err()
+            .contains("at least 1.41"));
+        assert!(negotiate(v("1.60"), Some(v("1.55")))
+            .unwrap_err()
+            .contains("1.55 or newer"));
+        assert!(ApiVersion::parse("1.x").is_none());
+        assert!(v("1.9") < v("1.41"));
+    }
+
+    fn out_of_sequence() -> bollard::errors::Error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "rpc error: code = Unknown desc = update out of sequence".into(),
+        }
+    }
+
+    #[test]
+    fn out_of_sequence_updates_are_retried() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let r: Result<usize, _> = block_on(retry_out_of_sequence("test", || async {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n < 3 {
+                Err(out_of_sequence())
+            } else {
+                Ok(n)
+            }
+        }));
+        assert_eq!(r.unwrap(), 3);
+        // Other errors are not retried.
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let r: Result<(), _> = block_on(retry_out_of_sequence("test", || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message: "no such service".into(),
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(calls.into_inner(), 1);
+    }
+
+    #[test]
+    fn host_addresses() {
+        let e = |host: &str| {
+            Engine {
+                docker: Docker::connect_with_http("tcp://127.0.0.1:1", 1, API_DEFAULT).unwrap(),
+                host: host.into(),
+                api: MIN_API,
+                server_api: MIN_API,
+                server_min_api: None,
+                server_version: String::new(),
+            }
+            .host_address()
+        };
+        assert_eq!(e("tcp://10.99.0.1:2375"), "10.99.0.1");
+        assert_eq!(e("unix:///var/run/docker.sock"), "127.0.0.1");
+    }
+
+    const API_DEFAULT: &ClientVersion = bollard::API_DEFAULT_VERSION;
+}

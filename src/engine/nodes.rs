@@ -284,3 +284,41 @@ async fn refreshed(engine: &Engine, id: &str) -> anyhow::Result<NodeInfo> {
         .engine(engine, format_args!("inspecting node {id}"))?;
     Ok(NodeInfo::from_node(&node))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, host: &str) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            hostname: host.into(),
+            role: "manager".into(),
+            availability: "active".into(),
+            state: "ready".into(),
+            addr: String::new(),
+            leader: false,
+            storage: false,
+            labels: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn choosing_a_node() {
+        let one = [node("abc123", "vm1")];
+        assert_eq!(choose(&one, None).unwrap().id, "abc123");
+        let two = [node("abc123", "vm1"), node("abd456", "vm2")];
+        assert_eq!(choose(&two, Some("vm2")).unwrap().id, "abd456");
+        assert_eq!(choose(&two, Some("abc")).unwrap().id, "abc123");
+        assert_eq!(choose(&two, Some("abd456")).unwrap().id, "abd456");
+        let ambiguous = choose(&two, None).unwrap_err().to_string();
+        assert!(
+            ambiguous.contains("vm1") && ambiguous.contains("vm2"),
+            "{ambiguous}"
+        );
+        let prefix = choose(&two, Some("ab")).unwrap_err().to_string();
+        assert!(prefix.contains("matches several nodes"), "{prefix}");
+        let missing = choose(&two, Some("vm3")).unwrap_err();
+        assert_eq!(crate::output::exit_of(&missing), Exit::InvalidInput);
+    }
+}

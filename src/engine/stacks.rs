@@ -196,3 +196,26 @@ pub fn exact<'a, T>(
 ) -> Option<&'a T> {
     items.iter().find(|i| name_of(i) == Some(name))
 }
+
+/// The names of the stacks whose Zenko volumes are on this engine's node (volumes outlive their
+/// stack unless removed with `teardown --volumes`).
+pub async fn zenko_volume_stacks(engine: &Engine) -> anyhow::Result<Vec<String>> {
+    let filters = label_filter(&[
+        (MANAGED_LABEL, Some(MANAGED_VALUE)),
+        (NAMESPACE_LABEL, None),
+    ]);
+    let listed = engine
+        .docker
+        .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .engine(engine, "listing Zenko volumes")?;
+    let names: BTreeSet<String> = listed
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.labels.get(NAMESPACE_LABEL).cloned())
+        .collect();
+    Ok(names.into_iter().collect())
+}

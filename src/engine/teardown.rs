@@ -312,7 +312,18 @@ pub async fn teardown(
     engine.require_manager().await?;
     let stacks = match stack {
         Some(s) => vec![s.to_string()],
-        None => stacks::zenko_stacks(engine).await?,
+        None => {
+            let mut found = stacks::zenko_stacks(engine).await?;
+            if volumes {
+                // Stacks removed earlier without --volumes left their volumes behind.
+                for s in stacks::zenko_volume_stacks(engine).await? {
+                    if !found.contains(&s) {
+                        found.push(s);
+                    }
+                }
+            }
+            found
+        }
     };
     let mut removed = Vec::new();
     for s in &stacks {
