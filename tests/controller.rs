@@ -140,6 +140,9 @@ fn controller_against_a_real_engine() {
     status_codes(&engine, work.path());
     eprintln!("status codes: {:.1}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
+    tiers(&engine, work.path());
+    eprintln!("tiers: {:.1}s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
     drift_watch_and_compatibility(&engine);
     eprintln!(
         "drift, watch, docker stack rm, preflight: {:.1}s",
@@ -905,4 +908,84 @@ fn drift_watch_and_compatibility(engine: &Dockerd) {
         r.stderr
     );
     assert!(services(engine).is_empty());
+}
+
+/// Services on the storage node converge before the others are even created (Swarm ignores
+/// depends_on; the front needs the module to answer).
+fn tiers(engine: &Dockerd, work: &Path) {
+    let stack = |store_entrypoint: &str| {
+        format!(
+            r#"version: "3.8"
+services:
+  front:
+    image: zenkoctl/module:test
+    deploy:
+      labels:
+        io.zenko.managed-by: zenkoctl
+  store:
+    image: zenkoctl/module:test
+    entrypoint: {store_entrypoint}
+    deploy:
+      placement:
+        constraints: [node.labels.io.zenko.type == storage]
+      restart_policy:
+        delay: 100ms
+      labels:
+        io.zenko.managed-by: zenkoctl
+"#
+        )
+    };
+    let good = templates(
+        work,
+        "tiers-good",
+        &stack(r#"["/bin/busybox", "sh", "/serve.sh"]"#),
+    );
+    let r = zenkoctl(
+        engine,
+        &[
+            "deploy",
+            "--templates",
+            &good,
+            "--set",
+            "stack=tiers",
+            "--stable",
+            "0",
+        ],
+    );
+    expect(&r, 0, "tiered deploy");
+    let waited = r
+        .stderr
+        .find("converge: tiers_store")
+        .expect("waits for the storage tier");
+    let front = r
+        .stderr
+        .find("creating service tiers_front")
+        .expect("creates the front");
+    assert!(
+        waited < front,
+        "the front is created after the storage tier converged:\n{}",
+        r.stderr
+    );
+    expect(&zenkoctl(engine, &["teardown"]), 0, "teardown");
+
+    let bad = templates(work, "tiers-bad", &stack(r#"["/does-not-exist"]"#));
+    let r = zenkoctl(
+        engine,
+        &[
+            "deploy",
+            "--templates",
+            &bad,
+            "--set",
+            "stack=tiers",
+            "--timeout",
+            "60",
+        ],
+    );
+    expect(&r, 5, "tiered deploy whose storage tier fails");
+    assert_eq!(
+        services(engine),
+        vec!["tiers_store"],
+        "the front was never created"
+    );
+    expect(&zenkoctl(engine, &["teardown"]), 0, "teardown");
 }

@@ -29,7 +29,7 @@ use super::stacks;
 use super::teardown::{self, Removal};
 use super::{is_not_found, retry_out_of_sequence, server_message, Engine, EngineResult, Progress};
 use crate::convert::diff::{self, Change};
-use crate::convert::{StackPlan, MANAGED_LABEL, MANAGED_VALUE};
+use crate::convert::{ServicePlan, StackPlan, MANAGED_LABEL, MANAGED_VALUE};
 use crate::output::{coded, Exit};
 
 #[derive(Debug, Clone)]
@@ -544,54 +544,79 @@ pub async fn deploy(
         }
     }
 
-    // Services.
-    let mut targets: Vec<Target> = Vec::new();
+    // Services, in tiers (Swarm ignores depends_on): first what runs on the storage node (the
+    // module, its database), waited for until healthy; then the rest (the S3 front, the load
+    // balancer), which need the first tier to answer.
+    let (storage_tier, front_tier): (Vec<&ServicePlan>, Vec<&ServicePlan>) =
+        plan.services.iter().partition(|s| on_storage_node(&s.spec));
     let mut services = Vec::new();
-    for sp in &plan.services {
-        let mut spec = sp.spec.clone();
-        resolve_ids(engine, &mut spec).await?;
-        let change = changes
-            .services
-            .iter()
-            .find(|c| c.service == sp.name)
-            .map(|c| c.change.clone())
-            .unwrap_or(Change::Create);
-        let change = match change {
-            Change::Create => {
-                progress(format!("creating service {}", sp.name));
-                let id = create_service(engine, &sp.name, spec).await?;
-                created.services.push((sp.name.clone(), id.clone()));
-                targets.push((sp.name.clone(), id));
-                Change::Create
-            }
-            Change::Recreate { reason } => {
-                progress(format!("recreating service {} ({reason})", sp.name));
-                remove_services(
-                    engine,
-                    &stack,
-                    std::slice::from_ref(&sp.name),
-                    opts.teardown_timeout,
-                )
-                .await?;
-                let id = create_service(engine, &sp.name, spec).await?;
-                created.services.push((sp.name.clone(), id.clone()));
-                targets.push((sp.name.clone(), id));
-                Change::Recreate { reason }
-            }
-            Change::Unchanged | Change::Update { .. } => {
-                let (id, change) =
-                    update_service(engine, &sp.name, spec, progress, &mut warnings).await?;
-                if matches!(change, Change::Update { .. }) {
-                    created.updated.push((sp.name.clone(), id.clone()));
+    let mut outcome = Outcome::Converged;
+    for tier in [storage_tier, front_tier] {
+        if tier.is_empty() {
+            continue;
+        }
+        let mut targets: Vec<Target> = Vec::new();
+        for sp in tier {
+            let mut spec = sp.spec.clone();
+            resolve_ids(engine, &mut spec).await?;
+            let change = changes
+                .services
+                .iter()
+                .find(|c| c.service == sp.name)
+                .map(|c| c.change.clone())
+                .unwrap_or(Change::Create);
+            let change = match change {
+                Change::Create => {
+                    progress(format!("creating service {}", sp.name));
+                    let id = create_service(engine, &sp.name, spec).await?;
+                    created.services.push((sp.name.clone(), id.clone()));
+                    targets.push((sp.name.clone(), id));
+                    Change::Create
                 }
-                targets.push((sp.name.clone(), id));
-                change
+                Change::Recreate { reason } => {
+                    progress(format!("recreating service {} ({reason})", sp.name));
+                    remove_services(
+                        engine,
+                        &stack,
+                        std::slice::from_ref(&sp.name),
+                        opts.teardown_timeout,
+                    )
+                    .await?;
+                    let id = create_service(engine, &sp.name, spec).await?;
+                    created.services.push((sp.name.clone(), id.clone()));
+                    targets.push((sp.name.clone(), id));
+                    Change::Recreate { reason }
+                }
+                Change::Unchanged | Change::Update { .. } => {
+                    let (id, change) =
+                        update_service(engine, &sp.name, spec, progress, &mut warnings).await?;
+                    if matches!(change, Change::Update { .. }) {
+                        created.updated.push((sp.name.clone(), id.clone()));
+                    }
+                    targets.push((sp.name.clone(), id));
+                    change
+                }
+            };
+            services.push(ServiceChange {
+                service: sp.name.clone(),
+                change,
+            });
+        }
+        if !opts.detach {
+            progress(format!(
+                "waiting for {} service(s) to converge: {}",
+                targets.len(),
+                targets
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            outcome = converge::wait(engine, &targets, &opts.wait, progress).await?;
+            if !matches!(outcome, Outcome::Converged) {
+                break;
             }
-        };
-        services.push(ServiceChange {
-            service: sp.name.clone(),
-            change,
-        });
+        }
     }
     let mut services_removed = Vec::new();
     if !changes.services_to_remove.is_empty() {
@@ -608,16 +633,6 @@ pub async fn deploy(
         .await?;
         services_removed = changes.services_to_remove.clone();
     }
-
-    let outcome = if opts.detach {
-        Outcome::Converged
-    } else {
-        progress(format!(
-            "waiting for {} service(s) to converge",
-            targets.len()
-        ));
-        converge::wait(engine, &targets, &opts.wait, progress).await?
-    };
 
     let mut rollback = None;
     let mut superseded_removed = Vec::new();
@@ -642,6 +657,15 @@ pub async fn deploy(
         warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// True for a service constrained to the storage node.
+fn on_storage_node(spec: &ServiceSpec) -> bool {
+    spec.task_template
+        .as_ref()
+        .and_then(|t| t.placement.as_ref())
+        .and_then(|p| p.constraints.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.contains(nodes::STORAGE_LABEL)))
 }
 
 /// What this deploy created or updated (for a rollback).
