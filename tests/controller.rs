@@ -193,6 +193,39 @@ fn nodes(engine: &Dockerd) {
     assert_eq!(r.json()["change"]["changed"], false);
     let labels = engine.docker(&["node", "inspect", &id, "--format", "{{json .Spec.Labels}}"]);
     assert!(!labels.contains("io.zenko.type"), "{labels}");
+    // Concurrent writers: node updates by hand while zenkoctl labels and unlabels. Every
+    // zenkoctl call must succeed (it re-reads and retries on "update out of sequence") and
+    // no one's label may be lost (each update merges into the spec it just read).
+    std::thread::scope(|scope| {
+        let racer = scope.spawn(|| {
+            for i in 0..15 {
+                // The docker CLI does not retry a conflict itself: retry it here.
+                let label = format!("race.{i}=yes");
+                let ok = (0..20).any(|_| {
+                    engine
+                        .docker_raw(&["node", "update", "--label-add", &label, &id])
+                        .status
+                        .success()
+                });
+                assert!(ok, "docker node update kept failing");
+            }
+        });
+        for i in 0..8 {
+            let cmd = if i % 2 == 0 { "label" } else { "unlabel" };
+            let r = zenkoctl(engine, &["node", cmd]);
+            expect(&r, 0, &format!("node {cmd} during concurrent updates"));
+        }
+        racer.join().unwrap();
+    });
+    let labels = engine.docker(&["node", "inspect", &id, "--format", "{{json .Spec.Labels}}"]);
+    for i in 0..15 {
+        assert!(
+            labels.contains(&format!("\"race.{i}\":\"yes\"")),
+            "label race.{i} lost: {labels}"
+        );
+    }
+    assert!(!labels.contains("io.zenko.type"), "{labels}");
+
     // Role and availability survived the full-spec updates.
     assert_eq!(
         engine
