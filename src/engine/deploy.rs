@@ -185,8 +185,9 @@ pub async fn preflight(
             all.len()
         ));
     }
-    // Images: on this engine, or in their registry (asked through the manager, which is what
-    // pulls for the workers' registry access too).
+    // Images: on this engine, or in their registry (the manager asks the registry, as the
+    // docker CLI's digest resolution does). An image only on this engine is enough for a
+    // single-node swarm; other nodes need the registry (zenkoctl push).
     let images: BTreeSet<String> = plan
         .services
         .iter()
@@ -207,11 +208,7 @@ pub async fn preflight(
             Err(e) => return Err(engine.error(e, format_args!("inspecting image {image}"))),
         }
         match engine.docker.inspect_registry_image(&image, None).await {
-            Ok(_) => {
-                if all.len() > 1 {
-                    tracing::debug!("image {image} is in its registry");
-                }
-            }
+            Ok(_) => {}
             Err(e) if super::is_transport(&e) => {
                 return Err(engine.error(e, format_args!("looking up image {image}")))
             }
