@@ -224,6 +224,10 @@ pub async fn wait(
     // Failed services stay failed; the wait goes on until every other service converged or
     // failed too, so one report covers them all.
     let mut failures: Vec<ServiceFailure> = Vec::new();
+    // Tasks that had already failed when the wait began (an unchanged service's history) are
+    // not this deploy's failures.
+    let mut earlier_failures: std::collections::HashSet<String> = Default::default();
+    let mut first_pass = true;
     loop {
         let (names, down) = stacks::node_names(engine).await?;
         let mut all = true;
@@ -267,6 +271,15 @@ pub async fn wait(
             let failed: Vec<&Task> = tasks
                 .iter()
                 .filter(|t| is_failed(t) || (!is_job && is_complete(t)))
+                .filter(|t| {
+                    let id = t.id.clone().unwrap_or_default();
+                    if first_pass {
+                        earlier_failures.insert(id);
+                        false
+                    } else {
+                        !earlier_failures.contains(&id)
+                    }
+                })
                 .collect();
             if failed.len() >= opts.max_failures {
                 let reason = format!(
@@ -315,6 +328,7 @@ pub async fn wait(
                 last.insert(name.clone(), p);
             }
         }
+        first_pass = false;
         if !failures.is_empty() && all {
             return Ok(Outcome::Failed { failures });
         }
