@@ -8,10 +8,12 @@
 //!    waited for until it is really gone;
 //! 3. networks missing from the stack are created (existing ones are never updated, as the CLI);
 //!    secrets and configs are created under their content-hash names if missing;
-//! 4. each service is created, updated in place (when the client-side diff finds a change;
-//!    retried on "update out of sequence"), recreated (mode change only) or left alone;
-//!    services of the stack that the file no longer has are removed;
-//! 5. convergence wait; on success, superseded secrets and configs are removed; on failure,
+//! 4. in tiers — first the services constrained to the storage node, then the others, each
+//!    tier waited for until converged and healthy before the next is touched — each service is
+//!    created, updated in place (when the client-side diff finds a change; retried on "update
+//!    out of sequence"), recreated (mode change only) or left alone; services of the stack that
+//!    the file no longer has are removed;
+//! 5. on success, superseded secrets and configs are removed; on failure,
 //!    the report, and with `--rollback`, Swarm's rollback of updated services and removal of
 //!    what this deploy created.
 
