@@ -96,7 +96,31 @@ impl Dockerd {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        engine.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        // Swarm's ports on loopback and away from the defaults, so another engine on this
+        // machine (the two-node lab, say) holding 2377/4789 does not collide with this one.
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port")
+        };
+        let listen = format!("127.0.0.1:{}", free());
+        // The VXLAN port must be in 1024-49151: pick a free one in that range.
+        let start = 30000 + (std::process::id() % 10000) as u16;
+        let data_path = (start..49151)
+            .find(|p| std::net::UdpSocket::bind(("0.0.0.0", *p)).is_ok())
+            .expect("a free UDP port")
+            .to_string();
+        engine.docker(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &listen,
+            "--listen-addr",
+            &listen,
+            "--data-path-port",
+            &data_path,
+        ]);
         engine
     }
 
