@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 fn serve_runs_both_services_by_default_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
-        .args(["-o", "json", "serve"])
+        .args(["--output", "json", "serve"])
         .args([
             "--metadata-addr",
             "127.0.0.1:0",

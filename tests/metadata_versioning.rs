@@ -220,7 +220,7 @@ impl Ours {
         use std::io::BufRead;
         let stderr = path.with_extension(format!("stderr-{}", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
-            .args(["-o", "json", "serve", "--only", "metadata"])
+            .args(["--output", "json", "serve", "--only", "metadata"])
             .args(["--metadata-addr", "127.0.0.1:0", "--metadata-path"])
             .arg(path)
             .args(args)

@@ -37,7 +37,7 @@ impl Server {
         let stderr_path = path.with_extension(format!("stderr-{}", unique()));
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
-            .args(["-o", "json", "serve", "--only", "metadata"])
+            .args(["--output", "json", "serve", "--only", "metadata"])
             .args(["--metadata-addr", "127.0.0.1:0", "--metadata-path"])
             .arg(path)
             .stdin(Stdio::null())
