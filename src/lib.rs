@@ -3,9 +3,14 @@
 //! The tree follows the flow of the work:
 //! - [`stack`]: parse and render — values files, templates, interpolation, the compose model and
 //!   its validation (what `zenkoctl render` does);
+//! - [`convert`]: the compose model -> Swarm specs, as `docker stack deploy` converts them,
+//!   and the client-side spec diff;
+//! - [`engine`]: the Swarm controller (Docker Engine API): nodes, deploy, teardown, status;
 //! - [`cli`]: the thin command layer;
 //! - [`output`]: how results reach people (progress, text) and machines (JSON, exit codes).
 
 pub mod cli;
+pub mod convert;
+pub mod engine;
 pub mod output;
 pub mod stack;

@@ -7,8 +7,13 @@ use clap::{Parser, Subcommand};
 
 use crate::output::{self, coded, Exit, Format, Output};
 
+mod deploy;
+mod node;
 mod not_built;
+mod plan;
 mod render;
+mod status;
+mod teardown;
 
 /// Run Zenko's storage modules on Docker Swarm.
 #[derive(Debug, Parser)]
@@ -35,17 +40,17 @@ pub enum Command {
     /// Remove what `up` created.
     Down(not_built::Args),
     /// Deploy the Zenko stack to the swarm and wait until it is converged and healthy.
-    Deploy(not_built::Args),
+    Deploy(deploy::DeployArgs),
     /// Remove the Zenko stack and wait until it is really gone.
-    Teardown(not_built::Args),
+    Teardown(teardown::TeardownArgs),
     /// Render docker-stack.yml from the templates and a values profile, and validate it.
     Render(render::RenderArgs),
     /// Show what a deploy would change, without changing anything.
-    Plan(not_built::Args),
+    Plan(plan::PlanArgs),
     /// Report the health of the deployed stack (exit 0 healthy, 10 degraded, 11 down).
-    Status(not_built::Args),
+    Status(status::StatusArgs),
     /// List, label and unlabel swarm nodes (the storage label io.zenko.type=storage).
-    Node(not_built::Args),
+    Node(node::NodeArgs),
     /// Build the module image through the Engine API.
     Build(not_built::Args),
     /// Push the module image to its registry and print its digest.
@@ -90,6 +95,11 @@ pub fn main() -> ExitCode {
     let name = cli.command.name();
     let result = match cli.command {
         Command::Render(args) => render::run(args, &ctx),
+        Command::Deploy(args) => deploy::run(args, &ctx),
+        Command::Teardown(args) => teardown::run(args, &ctx),
+        Command::Plan(args) => plan::run(args, &ctx),
+        Command::Status(args) => status::run(args, &ctx),
+        Command::Node(args) => node::run(args, &ctx),
         _ => Err(coded(
             Exit::NotImplemented,
             anyhow::anyhow!("`zenkoctl {name}` is not built yet in this version"),
