@@ -149,10 +149,10 @@ fn tokenize(pattern: &str) -> anyhow::Result<Vec<Token>> {
                 } else {
                     tokens.push(Token::DoubleStar);
                     i += 2;
-                }
-                // `***` is `**` followed by `*`, which `**` already covers.
-                while chars.get(i) == Some(&'*') {
-                    i += 1;
+                    // `***` is `**` followed by `*`, which `**` already covers.
+                    while chars.get(i) == Some(&'*') {
+                        i += 1;
+                    }
                 }
             }
             '*' => {
