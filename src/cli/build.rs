@@ -41,7 +41,11 @@ pub struct BuildArgs {
 }
 
 /// The image reference a command works on: `--image`, else the values' `image`.
-pub fn image_ref(explicit: Option<&str>, stack: &StackArgs, ctx: &Context) -> anyhow::Result<ImageRef> {
+pub fn image_ref(
+    explicit: Option<&str>,
+    stack: &StackArgs,
+    ctx: &Context,
+) -> anyhow::Result<ImageRef> {
     let text = match explicit {
         Some(r) => r.to_string(),
         None => stack.render(ctx)?.values.image.reference(),
@@ -66,7 +70,11 @@ pub fn run(args: BuildArgs, ctx: &Context) -> anyhow::Result<Exit> {
                     &progress,
                 )
                 .await?;
-                let variant = if args.dockerfile.is_some() { "custom" } else { "standard" };
+                let variant = if args.dockerfile.is_some() {
+                    "custom"
+                } else {
+                    "standard"
+                };
                 (built, variant, json!({"source": dir}))
             }
             None => {
@@ -75,9 +83,18 @@ pub fn run(args: BuildArgs, ctx: &Context) -> anyhow::Result<Exit> {
                     None => image::offline::current_binary()?,
                 };
                 let (built, runtime) =
-                    image::build_offline(&engine, &binary, &image, args.no_cache, &progress).await?;
-                let files: Vec<PathBuf> = runtime.interpreter.into_iter().chain(runtime.libraries).collect();
-                (built, "offline", json!({"binary": binary, "runtime_files": files}))
+                    image::build_offline(&engine, &binary, &image, args.no_cache, &progress)
+                        .await?;
+                let files: Vec<PathBuf> = runtime
+                    .interpreter
+                    .into_iter()
+                    .chain(runtime.libraries)
+                    .collect();
+                (
+                    built,
+                    "offline",
+                    json!({"binary": binary, "runtime_files": files}),
+                )
             }
         };
         let doc = json!({

@@ -23,8 +23,10 @@ pub struct HealthcheckArgs {
 pub fn run(args: HealthcheckArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let timeout = Duration::from_secs_f64(args.timeout.max(0.001));
     let reports = if args.url.is_empty() {
-        vec![healthcheck::check_first(&healthcheck::default_targets(), timeout)
-            .map_err(|e| coded(Exit::Failure, e))?]
+        vec![
+            healthcheck::check_first(&healthcheck::default_targets(), timeout)
+                .map_err(|e| coded(Exit::Failure, e))?,
+        ]
     } else {
         let targets = args
             .url
@@ -34,10 +36,11 @@ pub fn run(args: HealthcheckArgs, ctx: &Context) -> anyhow::Result<Exit> {
             .map_err(|e| coded(Exit::InvalidInput, e))?;
         healthcheck::check_all(&targets, timeout).map_err(|e| coded(Exit::Failure, e))?
     };
-    ctx.output.result(&json!({"ok": true, "healthy": reports}), |w| {
-        for r in &reports {
-            let _ = writeln!(w, "healthy: {} ({})", r.url, r.status);
-        }
-    });
+    ctx.output
+        .result(&json!({"ok": true, "healthy": reports}), |w| {
+            for r in &reports {
+                let _ = writeln!(w, "healthy: {} ({})", r.url, r.status);
+            }
+        });
     Ok(Exit::Ok)
 }

@@ -29,7 +29,8 @@ pub fn run(args: PushArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let progress = |line: String| ctx.output.progress(line);
     engine::block_on(async {
         let engine = Engine::connect(ctx.host.as_deref()).await?;
-        let pushed = image::push_image(&engine, &image, args.docker_config.as_deref(), &progress).await?;
+        let pushed =
+            image::push_image(&engine, &image, args.docker_config.as_deref(), &progress).await?;
         let doc = json!({
             "ok": true,
             "image": {

@@ -54,7 +54,10 @@ impl std::fmt::Debug for AuthConfig {
             .field("username", &self.username)
             .field("serveraddress", &self.serveraddress)
             .field("password", &(!self.password.is_empty()).then_some("<set>"))
-            .field("identitytoken", &(!self.identitytoken.is_empty()).then_some("<set>"))
+            .field(
+                "identitytoken",
+                &(!self.identitytoken.is_empty()).then_some("<set>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -245,7 +248,10 @@ impl DockerConfig {
             config.username = user;
             config.password = password;
         }
-        if config.username.is_empty() && config.identitytoken.is_empty() && config.registrytoken.is_empty() {
+        if config.username.is_empty()
+            && config.identitytoken.is_empty()
+            && config.registrytoken.is_empty()
+        {
             return Ok(None);
         }
         Ok(Some(config))
@@ -254,14 +260,15 @@ impl DockerConfig {
 
 /// `auth` is standard base64 of `user:password`.
 fn decode_auth(auth: &str) -> anyhow::Result<(String, String)> {
-    let raw = STANDARD
-        .decode(auth.trim())
-        .context("not valid base64")?;
+    let raw = STANDARD.decode(auth.trim()).context("not valid base64")?;
     let text = String::from_utf8(raw).context("not UTF-8 once decoded")?;
     let (user, password) = text
         .split_once(':')
         .context("not of the form user:password once decoded")?;
-    Ok((user.to_string(), password.trim_end_matches('\0').to_string()))
+    Ok((
+        user.to_string(),
+        password.trim_end_matches('\0').to_string(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -308,11 +315,17 @@ fn run_helper(
         bail!(
             "the credential helper {program} failed for {server} ({}): {}",
             output.status,
-            format!("{} {}", stdout.trim(), String::from_utf8_lossy(&output.stderr).trim()).trim()
+            format!(
+                "{} {}",
+                stdout.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+            .trim()
         );
     }
-    let answer: HelperAnswer = serde_json::from_str(&stdout)
-        .with_context(|| format!("the credential helper {program} answered something that is not its JSON"))?;
+    let answer: HelperAnswer = serde_json::from_str(&stdout).with_context(|| {
+        format!("the credential helper {program} answered something that is not its JSON")
+    })?;
     let mut config = AuthConfig {
         serveraddress: server.to_string(),
         ..AuthConfig::default()
@@ -390,12 +403,21 @@ mod tests {
 
     #[test]
     fn registry_and_key_forms() {
-        assert_eq!(registry_of("10.99.0.1:5000/zenkoctl/module:v1"), "10.99.0.1:5000");
-        assert_eq!(registry_of("registry.example.com/a/b"), "registry.example.com");
+        assert_eq!(
+            registry_of("10.99.0.1:5000/zenkoctl/module:v1"),
+            "10.99.0.1:5000"
+        );
+        assert_eq!(
+            registry_of("registry.example.com/a/b"),
+            "registry.example.com"
+        );
         assert_eq!(registry_of("localhost/x"), "localhost");
         assert_eq!(registry_of("zenkoctl/module:latest"), "docker.io");
         assert_eq!(registry_of("redis"), "docker.io");
-        assert_eq!(hostname_of_key("https://index.docker.io/v1/"), "index.docker.io");
+        assert_eq!(
+            hostname_of_key("https://index.docker.io/v1/"),
+            "index.docker.io"
+        );
         assert_eq!(hostname_of_key("http://10.99.0.1:5000"), "10.99.0.1:5000");
         assert_eq!(hostname_of_key("10.99.0.1:5000"), "10.99.0.1:5000");
     }
@@ -419,7 +441,10 @@ mod tests {
         let got = cfg.credentials("10.99.0.1:5001", &None).unwrap().unwrap();
         assert_eq!(got, tricky());
         let hub = cfg.credentials("docker.io", &None).unwrap().unwrap();
-        assert_eq!((hub.username.as_str(), hub.serveraddress.as_str()), ("hub", DOCKER_HUB_KEY));
+        assert_eq!(
+            (hub.username.as_str(), hub.serveraddress.as_str()),
+            ("hub", DOCKER_HUB_KEY)
+        );
         let tok = cfg.credentials("tok.example", &None).unwrap().unwrap();
         assert_eq!(tok.identitytoken, "abc");
         assert!(cfg.credentials("10.99.0.1:5000", &None).unwrap().is_none());
@@ -454,9 +479,15 @@ mod tests {
                 "auths": {"10.99.0.1:5001": {"auth": "aWdub3JlZDppZ25vcmVk"}}}"#,
         );
         // The store wins over auths, as in the docker client.
-        assert_eq!(cfg.credentials("10.99.0.1:5001", &path).unwrap().unwrap(), tricky());
+        assert_eq!(
+            cfg.credentials("10.99.0.1:5001", &path).unwrap().unwrap(),
+            tricky()
+        );
         let tok = cfg.credentials("tok.example", &path).unwrap().unwrap();
-        assert_eq!((tok.identitytoken.as_str(), tok.username.as_str()), ("idtok", ""));
+        assert_eq!(
+            (tok.identitytoken.as_str(), tok.username.as_str()),
+            ("idtok", "")
+        );
         assert!(cfg.credentials("unknown.example", &path).unwrap().is_none());
         let err = cfg.credentials("helped.example", &path).unwrap_err();
         assert!(

@@ -11,8 +11,8 @@ use anyhow::{anyhow, Context as _};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-use super::context::BuildContext;
 use super::auth;
+use super::context::BuildContext;
 use crate::engine::{Engine, EngineResult as _, Progress};
 
 /// Output lines kept to explain a failure.
@@ -51,7 +51,11 @@ pub struct Built {
     pub healthcheck: Vec<String>,
 }
 
-pub async fn build(engine: &Engine, request: BuildRequest, progress: Progress<'_>) -> anyhow::Result<Built> {
+pub async fn build(
+    engine: &Engine,
+    request: BuildRequest,
+    progress: Progress<'_>,
+) -> anyhow::Result<Built> {
     let docker = engine
         .docker
         .clone()
@@ -121,17 +125,17 @@ pub async fn build(engine: &Engine, request: BuildRequest, progress: Progress<'_
                     tail.iter().cloned().collect::<Vec<_>>().join("\n  ")
                 )
             };
-            return Err(error.context(format!(
-                "building {} (Dockerfile {}) failed{output}",
-                request.tag, request.dockerfile
-            )));
+            return Err(anyhow!(
+                "building {} failed: {error:#}{output}",
+                request.tag
+            ));
         }
         (Ok(n), None) => n,
     };
-    let inspect = docker
-        .inspect_image(&request.tag)
-        .await
-        .engine(engine, format!("inspecting the built image {}", request.tag))?;
+    let inspect = docker.inspect_image(&request.tag).await.engine(
+        engine,
+        format!("inspecting the built image {}", request.tag),
+    )?;
     let id = inspect.id.clone().or(image_id).unwrap_or_default();
     let config = inspect.config.unwrap_or_default();
     Ok(Built {

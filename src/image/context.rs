@@ -87,7 +87,10 @@ impl BuildContext {
 
     /// Writes the whole archive; returns its size in bytes.
     pub fn write_to(&self, writer: impl Write) -> anyhow::Result<u64> {
-        let mut counter = Counting { inner: writer, n: 0 };
+        let mut counter = Counting {
+            inner: writer,
+            n: 0,
+        };
         {
             let mut tar = tar::Builder::new(&mut counter);
             tar.mode(tar::HeaderMode::Deterministic);
@@ -95,7 +98,8 @@ impl BuildContext {
                 append(&mut tar, entry)
                     .with_context(|| format!("cannot add {} to the build context", entry.path))?;
             }
-            tar.finish().context("cannot finish the build context archive")?;
+            tar.finish()
+                .context("cannot finish the build context archive")?;
         }
         Ok(counter.n)
     }
@@ -116,7 +120,8 @@ impl BuildContext {
                 buf: Vec::with_capacity(CHUNK),
             };
             let size = self.write_to(&mut out)?;
-            out.flush().context("the build request stopped reading the context")?;
+            out.flush()
+                .context("the build request stopped reading the context")?;
             Ok(size)
         });
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -285,7 +290,10 @@ impl ChannelWriter {
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         self.tx.blocking_send(chunk).map_err(|_| {
-            io::Error::new(io::ErrorKind::BrokenPipe, "the engine stopped reading the context")
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the engine stopped reading the context",
+            )
         })
     }
 }
@@ -315,7 +323,11 @@ mod tests {
             let e = e.unwrap();
             let h = e.header();
             out.push((
-                e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string(),
+                e.path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string(),
                 h.entry_type(),
                 h.mode().unwrap(),
             ));
@@ -341,7 +353,11 @@ mod tests {
 
         let ignore = Dockerignore::load(root).unwrap();
         let mut ctx = BuildContext::from_dir(root, &ignore).unwrap();
-        ctx.add("Dockerfile", Source::Bytes(b"FROM scratch\n".to_vec()), 0o644);
+        ctx.add(
+            "Dockerfile",
+            Source::Bytes(b"FROM scratch\n".to_vec()),
+            0o644,
+        );
         let mut archive = Vec::new();
         let size = ctx.write_to(&mut archive).unwrap();
         assert_eq!(size, archive.len() as u64);
@@ -349,7 +365,14 @@ mod tests {
         let paths: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
         assert_eq!(
             paths,
-            [".dockerignore", "link", "run.sh", "src", "src/main.rs", "Dockerfile"]
+            [
+                ".dockerignore",
+                "link",
+                "run.sh",
+                "src",
+                "src/main.rs",
+                "Dockerfile"
+            ]
         );
         assert_eq!(got[1].1, tar::EntryType::Symlink);
         assert_eq!(got[2].2, 0o750);

@@ -49,7 +49,9 @@ impl Dockerignore {
     pub fn load(context: &Path) -> anyhow::Result<Dockerignore> {
         let path = context.join(".dockerignore");
         match std::fs::read_to_string(&path) {
-            Ok(text) => Dockerignore::parse(&text).with_context(|| format!("in {}", path.display())),
+            Ok(text) => {
+                Dockerignore::parse(&text).with_context(|| format!("in {}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Dockerignore::default()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -86,10 +88,7 @@ impl Dockerignore {
 
     /// True when the file or directory at `path` (relative, `/`-separated) is left out.
     pub fn excludes(&self, path: &str) -> bool {
-        let parents: Vec<&str> = path
-            .match_indices('/')
-            .map(|(i, _)| &path[..i])
-            .collect();
+        let parents: Vec<&str> = path.match_indices('/').map(|(i, _)| &path[..i]).collect();
         let mut matched = false;
         for pattern in &self.patterns {
             // An inclusion cannot change an already excluded path, nor an exclusion a kept one.
@@ -97,7 +96,9 @@ impl Dockerignore {
                 continue;
             }
             let hit = matches(&pattern.tokens, path)
-                || parents.iter().any(|parent| matches(&pattern.tokens, parent));
+                || parents
+                    .iter()
+                    .any(|parent| matches(&pattern.tokens, parent));
             if hit {
                 matched = !pattern.exclusion;
             }
@@ -164,7 +165,9 @@ fn tokenize(pattern: &str) -> anyhow::Result<Vec<Token>> {
                 i += 1;
             }
             '\\' => {
-                let c = *chars.get(i + 1).context("a trailing `\\` escapes nothing")?;
+                let c = *chars
+                    .get(i + 1)
+                    .context("a trailing `\\` escapes nothing")?;
                 tokens.push(Token::Literal(c));
                 i += 2;
             }
@@ -300,7 +303,10 @@ mod tests {
     fn exceptions_last_match_wins() {
         let d = ignore("*.md\n!README.md\nREADME*.md\n");
         assert!(d.excludes("CHANGES.md"));
-        assert!(d.excludes("README.md"), "the later README*.md excludes it again");
+        assert!(
+            d.excludes("README.md"),
+            "the later README*.md excludes it again"
+        );
         let d = ignore("docs\n!docs/keep.txt\n");
         assert!(d.excludes("docs/other.txt"));
         assert!(!d.excludes("docs/keep.txt"));

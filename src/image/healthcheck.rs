@@ -40,7 +40,10 @@ impl Target {
         if authority.is_empty() {
             bail!("{url:?}: no host");
         }
-        let authority = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let authority = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             authority.to_string()
         } else {
             format!("{authority}:80")
@@ -101,12 +104,20 @@ pub fn probe(target: &Target, timeout: Duration) -> Result<String, ProbeError> {
         }
     }
     let mut stream = stream.ok_or_else(|| {
-        ProbeError::Connect(last.unwrap_or_else(|| anyhow!("{} resolves to nothing", target.authority)))
+        ProbeError::Connect(
+            last.unwrap_or_else(|| anyhow!("{} resolves to nothing", target.authority)),
+        )
     })?;
     let unhealthy = |e: anyhow::Error| ProbeError::Unhealthy(e.context(target.url()));
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    stream.set_read_timeout(Some(left)).map_err(|e| unhealthy(e.into()))?;
-    stream.set_write_timeout(Some(left)).map_err(|e| unhealthy(e.into()))?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    stream
+        .set_read_timeout(Some(left))
+        .map_err(|e| unhealthy(e.into()))?;
+    stream
+        .set_write_timeout(Some(left))
+        .map_err(|e| unhealthy(e.into()))?;
     write!(
         stream,
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: zenkoctl-healthcheck\r\nConnection: close\r\n\r\n",
@@ -138,8 +149,11 @@ pub fn probe(target: &Target, timeout: Duration) -> Result<String, ProbeError> {
 pub fn serve_targets(args: &[String]) -> Vec<Target> {
     let value = |flag: &str| -> Option<&str> {
         args.iter().enumerate().find_map(|(i, a)| {
-            a.strip_prefix(&format!("{flag}="))
-                .or_else(|| (a == flag).then(|| args.get(i + 1).map(String::as_str)).flatten())
+            a.strip_prefix(&format!("{flag}=")).or_else(|| {
+                (a == flag)
+                    .then(|| args.get(i + 1).map(String::as_str))
+                    .flatten()
+            })
         })
     };
     let port_of = |flag: &str, default: u16| -> u16 {
@@ -212,7 +226,10 @@ pub fn check_first(targets: &[Target], timeout: Duration) -> anyhow::Result<Repo
             Err(ProbeError::Connect(e)) => refused.push(format!("{}: {e:#}", t.url())),
         }
     }
-    Err(anyhow!("unhealthy: nothing answers ({})", refused.join("; ")))
+    Err(anyhow!(
+        "unhealthy: nothing answers ({})",
+        refused.join("; ")
+    ))
 }
 
 #[cfg(test)]
@@ -236,8 +253,14 @@ mod tests {
     #[test]
     fn parses_urls() {
         let t = Target::parse("http://127.0.0.1:9991/_/health").unwrap();
-        assert_eq!((t.authority.as_str(), t.path.as_str()), ("127.0.0.1:9991", "/_/health"));
-        assert_eq!(Target::parse("http://example").unwrap().authority, "example:80");
+        assert_eq!(
+            (t.authority.as_str(), t.path.as_str()),
+            ("127.0.0.1:9991", "/_/health")
+        );
+        assert_eq!(
+            Target::parse("http://example").unwrap().authority,
+            "example:80"
+        );
         assert!(Target::parse("https://x/").is_err());
     }
 
@@ -248,15 +271,23 @@ mod tests {
         let t = Target::parse(&format!("http://127.0.0.1:{port}/_/health")).unwrap();
         let report = check_all(&[t], Duration::from_secs(5)).unwrap();
         assert_eq!(report[0].status, "HTTP/1.1 200 OK");
-        assert!(server.join().unwrap().starts_with("GET /_/health HTTP/1.1\r\n"));
+        assert!(server
+            .join()
+            .unwrap()
+            .starts_with("GET /_/health HTTP/1.1\r\n"));
 
-        let (port, _s) = serve_once("HTTP/1.1 503 Service Unavailable\r\n\r\n{\"status\":\"unavailable\"}");
+        let (port, _s) =
+            serve_once("HTTP/1.1 503 Service Unavailable\r\n\r\n{\"status\":\"unavailable\"}");
         let t = Target::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
         let err = check_all(&[t], Duration::from_secs(5)).unwrap_err();
         assert!(format!("{err:#}").contains("503"), "{err:#}");
 
         // A port nobody listens on: bind, note it, close.
-        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let (port, _s) = serve_once("HTTP/1.0 200 OK\r\n\r\n");
         let targets = [Target::local(closed), Target::local(port)];
         let report = check_first(&targets, Duration::from_secs(5)).unwrap();

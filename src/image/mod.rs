@@ -160,6 +160,10 @@ pub async fn build_from_dir(
             ""
         }
     ));
+    let which = match dockerfile {
+        Some(path) => path.display().to_string(),
+        None => "the standard templates/Dockerfile".to_string(),
+    };
     build::build(
         engine,
         BuildRequest {
@@ -167,13 +171,18 @@ pub async fn build_from_dir(
             dockerfile: INJECTED_DOCKERFILE.into(),
             tag: image.reference(),
             build_args: version_arg(),
-            labels: standard_labels(if dockerfile.is_some() { "custom" } else { "standard" }),
+            labels: standard_labels(if dockerfile.is_some() {
+                "custom"
+            } else {
+                "standard"
+            }),
             no_cache,
             pull,
         },
         progress,
     )
     .await
+    .with_context(|| format!("with {which}, context {}", dir.display()))
 }
 
 /// Pushes `image` with the credentials the docker config (in `config_dir`, default
@@ -197,14 +206,20 @@ pub async fn push_image(
     match &credentials {
         Some(c) => progress(format!(
             "pushing {image} as {} (credentials for {registry} from {})",
-            if c.username.is_empty() { "<token>" } else { &c.username },
+            if c.username.is_empty() {
+                "<token>"
+            } else {
+                &c.username
+            },
             config
                 .path
                 .as_deref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         )),
-        None => progress(format!("pushing {image} (no credentials for {registry}: anonymous)")),
+        None => progress(format!(
+            "pushing {image} (no credentials for {registry}: anonymous)"
+        )),
     }
     push::push(engine, image, credentials.as_ref(), progress).await
 }
@@ -216,7 +231,10 @@ mod tests {
     #[test]
     fn image_references() {
         let r = ImageRef::parse("10.99.0.1:5000/zenkoctl/module:v2").unwrap();
-        assert_eq!((r.name.as_str(), r.tag.as_str()), ("10.99.0.1:5000/zenkoctl/module", "v2"));
+        assert_eq!(
+            (r.name.as_str(), r.tag.as_str()),
+            ("10.99.0.1:5000/zenkoctl/module", "v2")
+        );
         assert_eq!(r.registry(), "10.99.0.1:5000");
         let r = ImageRef::parse("10.99.0.1:5000/zenkoctl/module").unwrap();
         assert_eq!(r.tag, "latest");

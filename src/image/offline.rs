@@ -106,8 +106,16 @@ pub fn context(binary: &Path) -> anyhow::Result<(BuildContext, Runtime)> {
         .with_context(|| format!("cannot find the binary {}", binary.display()))?;
     let runtime = runtime_of(&binary)?;
     let mut ctx = BuildContext::new();
-    ctx.add("Dockerfile", Source::Bytes(DOCKERFILE.as_bytes().to_vec()), 0o644);
-    ctx.add(&format!("rootfs/{BINARY_PATH}"), Source::File(binary), 0o755);
+    ctx.add(
+        "Dockerfile",
+        Source::Bytes(DOCKERFILE.as_bytes().to_vec()),
+        0o644,
+    );
+    ctx.add(
+        &format!("rootfs/{BINARY_PATH}"),
+        Source::File(binary),
+        0o755,
+    );
     let mut seen = std::collections::BTreeSet::new();
     for path in runtime.interpreter.iter().chain(&runtime.libraries) {
         let rel = path
@@ -124,7 +132,11 @@ pub fn context(binary: &Path) -> anyhow::Result<(BuildContext, Runtime)> {
         "root:x:0:0:root:/root:/sbin/nologin\n{USER}:x:{UID}:{UID}:zenkoctl:/var/lib/zenko:/sbin/nologin\n"
     );
     let group = format!("root:x:0:\n{USER}:x:{UID}:\n");
-    ctx.add("rootfs/etc/passwd", Source::Bytes(passwd.into_bytes()), 0o644);
+    ctx.add(
+        "rootfs/etc/passwd",
+        Source::Bytes(passwd.into_bytes()),
+        0o644,
+    );
     ctx.add("rootfs/etc/group", Source::Bytes(group.into_bytes()), 0o644);
     ctx.add(
         "rootfs/etc/nsswitch.conf",
@@ -176,10 +188,11 @@ mod tests {
         let rt = runtime_of(&exe).unwrap();
         let interp = rt.interpreter.expect("a dynamically linked test binary");
         assert!(interp.exists(), "{}", interp.display());
-        assert!(rt
-            .libraries
-            .iter()
-            .any(|l| l.file_name().unwrap().to_string_lossy().starts_with("libc.so")));
+        assert!(rt.libraries.iter().any(|l| l
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("libc.so")));
         let (ctx, _) = context(&exe).unwrap();
         let paths: Vec<&str> = ctx.entries().iter().map(|e| e.path.as_str()).collect();
         assert!(paths.contains(&"Dockerfile"));

@@ -45,7 +45,9 @@ pub async fn push(
         let value = http::HeaderValue::from_str(&creds.header())
             .map_err(|e| anyhow!("the registry credentials do not fit in a header: {e}"))?;
         docker = docker.with_request_modifier(move |mut request| {
-            request.headers_mut().insert("x-registry-auth", value.clone());
+            request
+                .headers_mut()
+                .insert("x-registry-auth", value.clone());
             request
         });
     }
@@ -65,7 +67,11 @@ pub async fn push(
             Err(e) => return Err(engine.error(e, &doing)),
         };
         if let Some(detail) = info.error_detail {
-            return Err(explain(&detail.message.unwrap_or_default(), image, credentials.is_some()));
+            return Err(explain(
+                &detail.message.unwrap_or_default(),
+                image,
+                credentials.is_some(),
+            ));
         }
         let Some(status) = info.status else { continue };
         if let Some(found) = parse_digest(&status) {
@@ -104,7 +110,7 @@ pub async fn push(
         .engine(engine, format!("inspecting {}", image.reference()))?;
     let pinned = format!("{}@{digest}", image.repository_with_registry());
     let recorded = inspect.repo_digests.unwrap_or_default();
-    if !recorded.iter().any(|d| *d == pinned) {
+    if !recorded.contains(&pinned) {
         tracing::warn!(?recorded, %pinned, "the engine's RepoDigests do not list the pushed digest");
     }
     Ok(Pushed {
@@ -147,10 +153,14 @@ fn explain(message: &str, image: &ImageRef, sent_credentials: bool) -> anyhow::E
         (true, true) => format!(
             "\nthe registry {registry} refused the credentials found for it in the docker config"
         ),
-        _ if lower.contains("http response to https client") || lower.contains("server gave http response") => format!(
-            "\nthe registry {registry} speaks plain HTTP: add it to the engine's \
+        _ if lower.contains("http response to https client")
+            || lower.contains("server gave http response") =>
+        {
+            format!(
+                "\nthe registry {registry} speaks plain HTTP: add it to the engine's \
              --insecure-registry list (loopback registries are allowed by default)"
-        ),
+            )
+        }
         _ => String::new(),
     };
     anyhow!("pushing {} failed: {message}{hint}", image.reference())
