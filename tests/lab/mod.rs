@@ -80,6 +80,21 @@ impl Lab {
         Lab { env, _turn: turn }
     }
 
+    /// Runs `up` again on the running lab (it must reuse it) and returns what it printed.
+    pub fn up_again(&self, nodes: u8) -> HashMap<String, String> {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["up", "--nodes", &nodes.to_string()])
+            .output()
+            .expect("run tests/swarm-lab.sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parse_env(&out.stdout)
+    }
+
     pub fn get(&self, key: &str) -> &str {
         self.env
             .get(key)
@@ -111,6 +126,16 @@ impl Lab {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+}
+
+fn parse_env(stdout: &[u8]) -> HashMap<String, String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 impl Drop for Lab {
