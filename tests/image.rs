@@ -407,6 +407,32 @@ fn build_run_and_push_the_offline_image() {
         format!("{auth_registry}/zenkoctl/module@{digest}")
     );
 
+    // --- what a deploy pins: the registry's digest, asked through the engine with the same
+    // credentials (URL-safe), equals the pushed one; without credentials it is refused.
+    let image_ref = zenkoctl::image::ImageRef::parse(&image).unwrap();
+    let resolved = rt
+        .block_on(async {
+            let engine = zenkoctl::engine::Engine::connect(Some(lab.manager())).await?;
+            zenkoctl::image::resolve_digest(&engine, &image_ref, Some(&config)).await
+        })
+        .expect("resolve the pushed digest through the engine");
+    assert_eq!(resolved.digest, digest);
+    assert_eq!(resolved.pinned, format!("{image}@{digest}"));
+    assert!(
+        resolved.platforms.contains(&"linux/amd64".to_string()),
+        "{:?}",
+        resolved.platforms
+    );
+    let anonymous = rt.block_on(async {
+        let engine = zenkoctl::engine::Engine::connect(Some(lab.manager())).await?;
+        zenkoctl::image::resolve_digest(&engine, &image_ref, Some(&empty_config)).await
+    });
+    let err = format!(
+        "{:#}",
+        anonymous.expect_err("the protected registry needs credentials")
+    );
+    assert!(err.contains("no credentials for"), "{err}");
+
     // --- through a credential helper (credsStore), as the docker client runs it; human output.
     let bin = tmp.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();

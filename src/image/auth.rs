@@ -93,6 +93,48 @@ pub fn url_safe_registry_headers(mut request: bollard::BollardRequest) -> bollar
     request
 }
 
+/// A copy of `docker` that sends `credentials` as its own URL-safe `X-Registry-Auth` on every
+/// request (replacing whatever bollard would encode); `None` leaves the client as is. For the
+/// calls that take registry credentials: push, distribution inspect, service create/update.
+pub fn with_registry_auth(
+    docker: &bollard::Docker,
+    credentials: Option<&AuthConfig>,
+) -> anyhow::Result<bollard::Docker> {
+    let Some(credentials) = credentials else {
+        return Ok(docker.clone());
+    };
+    let value = http::HeaderValue::from_str(&credentials.header())
+        .map_err(|e| anyhow::anyhow!("the registry credentials do not fit in a header: {e}"))?;
+    Ok(docker.clone().with_request_modifier(move |mut request| {
+        request
+            .headers_mut()
+            .insert("x-registry-auth", value.clone());
+        request
+    }))
+}
+
+/// The credentials the docker config (in `config_dir`, default `$DOCKER_CONFIG` or
+/// `~/.docker`) holds for `registry`, with where they came from (for messages).
+pub fn credentials_for(
+    registry: &str,
+    config_dir: Option<&Path>,
+) -> anyhow::Result<(Option<AuthConfig>, String)> {
+    let dir = match config_dir {
+        Some(d) => Some(d.to_path_buf()),
+        None => DockerConfig::default_dir(),
+    };
+    let config = match &dir {
+        Some(d) => DockerConfig::load(d)?,
+        None => DockerConfig::default(),
+    };
+    let source = config
+        .path
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "no docker config".into());
+    Ok((config.credentials(registry, &None)?, source))
+}
+
 /// Standard base64 -> URL-safe base64; `None` when the input is not standard base64 or needs
 /// no change.
 fn transcode(value: &str) -> Option<String> {

@@ -193,35 +193,82 @@ pub async fn push_image(
     config_dir: Option<&Path>,
     progress: Progress<'_>,
 ) -> anyhow::Result<push::Pushed> {
-    let dir = match config_dir {
-        Some(d) => Some(d.to_path_buf()),
-        None => auth::DockerConfig::default_dir(),
-    };
-    let config = match &dir {
-        Some(d) => auth::DockerConfig::load(d)?,
-        None => auth::DockerConfig::default(),
-    };
     let registry = image.registry();
-    let credentials = config.credentials(&registry, &None)?;
+    let (credentials, source) = auth::credentials_for(&registry, config_dir)?;
     match &credentials {
         Some(c) => progress(format!(
-            "pushing {image} as {} (credentials for {registry} from {})",
+            "pushing {image} as {} (credentials for {registry} from {source})",
             if c.username.is_empty() {
                 "<token>"
             } else {
                 &c.username
             },
-            config
-                .path
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
         )),
         None => progress(format!(
             "pushing {image} (no credentials for {registry}: anonymous)"
         )),
     }
     push::push(engine, image, credentials.as_ref(), progress).await
+}
+
+/// An image as its registry has it: what a deploy pins so that every node runs the same bits.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Resolved {
+    /// `registry/repository:tag`
+    pub reference: String,
+    /// The manifest (or manifest list) digest, `sha256:...`.
+    pub digest: String,
+    /// `registry/repository:tag@sha256:...`, the form `docker stack deploy` writes.
+    pub pinned: String,
+    /// `os/architecture` of the platforms the registry lists.
+    pub platforms: Vec<String>,
+}
+
+/// Asks the registry, through the engine (`GET /distribution/{name}/json`: the engine, a
+/// manager for a deploy, contacts the registry), for the digest of `image`, with the docker
+/// config's credentials for its registry sent URL-safe.
+pub async fn resolve_digest(
+    engine: &Engine,
+    image: &ImageRef,
+    config_dir: Option<&Path>,
+) -> anyhow::Result<Resolved> {
+    let (credentials, _) = auth::credentials_for(&image.registry(), config_dir)?;
+    let docker = auth::with_registry_auth(&engine.docker, credentials.as_ref())?;
+    let inspect = docker
+        .inspect_registry_image(&image.reference(), None)
+        .await
+        .map_err(|e| {
+            let hint = if credentials.is_none() {
+                format!(
+                    " (no credentials for {} in the docker config)",
+                    image.registry()
+                )
+            } else {
+                String::new()
+            };
+            engine.error(e, format_args!("looking up {image} in its registry{hint}"))
+        })?;
+    let digest = inspect.descriptor.digest.unwrap_or_default();
+    if !digest.starts_with("sha256:") {
+        bail!("the registry gave no digest for {image}");
+    }
+    let platforms = inspect
+        .platforms
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p.os.as_deref().unwrap_or("unknown"),
+                p.architecture.as_deref().unwrap_or("unknown")
+            )
+        })
+        .collect();
+    Ok(Resolved {
+        reference: image.reference(),
+        pinned: format!("{}@{digest}", image.reference()),
+        digest,
+        platforms,
+    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-use super::auth::AuthConfig;
+use super::auth::{self, AuthConfig};
 use super::ImageRef;
 use crate::engine::{Engine, EngineResult as _, Progress};
 
@@ -38,19 +38,9 @@ pub async fn push(
     credentials: Option<&AuthConfig>,
     progress: Progress<'_>,
 ) -> anyhow::Result<Pushed> {
-    let mut docker = engine.docker.clone().with_timeout(PUSH_TIMEOUT);
-    if let Some(creds) = credentials {
-        // Our own URL-safe header replaces the one bollard would encode with the standard
-        // alphabet (see auth.rs), on this client only.
-        let value = http::HeaderValue::from_str(&creds.header())
-            .map_err(|e| anyhow!("the registry credentials do not fit in a header: {e}"))?;
-        docker = docker.with_request_modifier(move |mut request| {
-            request
-                .headers_mut()
-                .insert("x-registry-auth", value.clone());
-            request
-        });
-    }
+    // Our own URL-safe header replaces the one bollard would encode with the standard
+    // alphabet (see auth.rs), on this client only.
+    let docker = auth::with_registry_auth(&engine.docker, credentials)?.with_timeout(PUSH_TIMEOUT);
     let options = bollard::query_parameters::PushImageOptionsBuilder::new()
         .tag(&image.tag)
         .build();
