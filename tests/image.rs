@@ -257,6 +257,24 @@ fn build_run_and_push_the_offline_image() {
             "{gone} should have been left out: {listed:?}"
         );
     }
+    // A new named volume on the data directory starts out owned by the image's user (the
+    // engine copies the mount point's ownership), so the server can write there.
+    let wrote = lab.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "zenkoctl-test-data:/var/lib/zenko/data",
+        "--entrypoint",
+        "/bin/busybox",
+        probe_image,
+        "touch",
+        "/var/lib/zenko/data/written",
+    ]);
+    let _ = lab.docker(&["volume", "rm", "zenkoctl-test-data"]);
+    assert!(
+        wrote.status.success(),
+        "the data volume is not writable by the user: {wrote:?}"
+    );
     let whoami = lab.docker_ok(&[
         "run",
         "--rm",
@@ -393,6 +411,8 @@ fn build_run_and_push_the_offline_image() {
     );
     let digest = pushed["image"]["digest"].as_str().unwrap().to_string();
     assert_eq!(pushed["authenticated"], true);
+    assert_eq!(pushed["image"]["id"], built["image"]["id"]);
+    assert_eq!(pushed["image"]["size"], built["image"]["size"]);
     assert_eq!(
         digest,
         registry_digest(

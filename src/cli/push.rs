@@ -34,7 +34,9 @@ pub fn run(args: PushArgs, ctx: &Context) -> anyhow::Result<Exit> {
         let doc = json!({
             "ok": true,
             "image": {
+                "id": pushed.id,
                 "tag": pushed.reference,
+                "size": pushed.size,
                 "digest": pushed.digest,
                 "pinned": pushed.pinned,
                 "manifest_size": pushed.manifest_size,

@@ -102,6 +102,13 @@ pub async fn build_offline(
     progress: Progress<'_>,
 ) -> anyhow::Result<(Built, offline::Runtime)> {
     let (context, runtime) = offline::context(binary)?;
+    if offline::has_debug_info(binary) {
+        progress(format!(
+            "note: {} carries debug info; a release build (cargo build --release, which strips) \
+             makes a much smaller image",
+            binary.display()
+        ));
+    }
     progress(format!(
         "packing {} with {} and {} libraries",
         binary.display(),

@@ -150,6 +150,44 @@ pub fn context(binary: &Path) -> anyhow::Result<(BuildContext, Runtime)> {
     Ok((ctx, runtime))
 }
 
+/// True when `binary` (ELF64, little-endian) has a `.debug_info` section: an unstripped build,
+/// several times the size of what it needs to run.
+pub fn has_debug_info(binary: &Path) -> bool {
+    let Ok(data) = std::fs::read(binary) else {
+        return false;
+    };
+    let u16_at = |o: usize| {
+        data.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u32_at = |o: usize| {
+        data.get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize)
+    };
+    let u64_at = |o: usize| {
+        data.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize)
+    };
+    // ELF magic, 64-bit, little-endian.
+    if data.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1]) {
+        return false;
+    }
+    let (Some(shoff), Some(shentsize), Some(shnum), Some(shstrndx)) =
+        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e))
+    else {
+        return false;
+    };
+    let section = |i: usize| shoff + i * shentsize;
+    let Some(strtab) = u64_at(section(shstrndx) + 0x18) else {
+        return false;
+    };
+    (0..shnum).any(|i| {
+        u32_at(section(i))
+            .and_then(|name| data.get(strtab + name..))
+            .is_some_and(|name| name.starts_with(b".debug_info\0"))
+    })
+}
+
 /// The executable to pack by default: the one running.
 pub fn current_binary() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("cannot tell where the running zenkoctl binary is")
@@ -193,6 +231,19 @@ mod tests {
             .unwrap()
             .to_string_lossy()
             .starts_with("libc.so")));
+        // Tests are built with debug info; the stripped copy has none.
+        assert!(has_debug_info(&exe));
+        let stripped = tempfile::tempdir().unwrap();
+        let copy = stripped.path().join("stripped");
+        let status = Command::new("strip")
+            .arg("-o")
+            .arg(&copy)
+            .arg(&exe)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(!has_debug_info(&copy));
+        assert!(!has_debug_info(Path::new("/etc/passwd")));
         let (ctx, _) = context(&exe).unwrap();
         let paths: Vec<&str> = ctx.entries().iter().map(|e| e.path.as_str()).collect();
         assert!(paths.contains(&"Dockerfile"));

@@ -21,6 +21,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 pub struct Pushed {
     /// `registry/repository:tag` as pushed.
     pub reference: String,
+    /// The local image id (`sha256:...`).
+    pub id: String,
+    /// The image's size on the engine, in bytes.
+    pub size: i64,
     /// The manifest digest the registry stores (`sha256:...`).
     pub digest: String,
     /// `registry/repository@sha256:...`: what a deploy pins.
@@ -105,6 +109,8 @@ pub async fn push(
     }
     Ok(Pushed {
         reference: image.reference(),
+        id: inspect.id.unwrap_or_default(),
+        size: inspect.size.unwrap_or_default(),
         digest,
         pinned,
         manifest_size,
