@@ -7,10 +7,13 @@ use clap::{Parser, Subcommand};
 
 use crate::output::{self, coded, Exit, Format, Output};
 
+mod build;
 mod deploy;
+mod healthcheck;
 mod node;
 mod not_built;
 mod plan;
+mod push;
 mod render;
 mod serve;
 mod status;
@@ -53,11 +56,14 @@ pub enum Command {
     /// List, label and unlabel swarm nodes (the storage label io.zenko.type=storage).
     Node(node::NodeArgs),
     /// Build the module image through the Engine API.
-    Build(not_built::Args),
+    Build(build::BuildArgs),
     /// Push the module image to its registry and print its digest.
-    Push(not_built::Args),
+    Push(push::PushArgs),
     /// Run the bundled metadata (9990) and data (9991) server.
     Serve(serve::ServeArgs),
+    /// Probe the server's health (the image's HEALTHCHECK; exit 0 healthy, 1 not).
+    #[command(hide = true)]
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -81,6 +87,7 @@ impl Command {
             Command::Build(_) => "build",
             Command::Push(_) => "push",
             Command::Serve(_) => "serve",
+            Command::Healthcheck(_) => "healthcheck",
         }
     }
 }
@@ -102,6 +109,9 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args, &ctx),
         Command::Status(args) => status::run(args, &ctx),
         Command::Node(args) => node::run(args, &ctx),
+        Command::Build(args) => build::run(args, &ctx),
+        Command::Push(args) => push::run(args, &ctx),
+        Command::Healthcheck(args) => healthcheck::run(args, &ctx),
         _ => Err(coded(
             Exit::NotImplemented,
             anyhow::anyhow!("`zenkoctl {name}` is not built yet in this version"),
