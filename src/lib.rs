@@ -8,6 +8,7 @@
 //! - [`engine`]: the Swarm controller (Docker Engine API): nodes, deploy, teardown, status;
 //! - [`image`]: the module image: build (streamed contexts, the offline FROM scratch image),
 //!   push (docker-config credentials, URL-safe registry auth), and its self healthcheck;
+//! - [`up`]: `zenkoctl up`/`down`, the module stack on this machine from nothing;
 //! - [`cli`]: the thin command layer;
 //! - [`output`]: how results reach people (progress, text) and machines (JSON, exit codes).
 
@@ -17,3 +18,4 @@ pub mod engine;
 pub mod image;
 pub mod output;
 pub mod stack;
+pub mod up;
