@@ -275,7 +275,7 @@ unmount_all() {
 lab_pids() {
   local p cmdline
   for p in /proc/[0-9]*; do
-    cmdline=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
     if [[ $cmdline == *"$LAB_DIR/"* && ${p#/proc/} != "$$" && ${p#/proc/} != "$BASHPID" ]]; then
       echo "${p#/proc/}"
     fi
