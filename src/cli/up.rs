@@ -100,7 +100,13 @@ pub fn run(mut args: UpArgs, ctx: &Context) -> anyhow::Result<Exit> {
             },
         )
         .await?;
-        let host = engine.host_address();
+        // Host-mode ports are published on the node: its swarm address (this machine's for a
+        // local engine; the namespace's address for an engine in a network namespace), or
+        // loopback when the node has none worth printing.
+        let host = match label.node.addr.as_str() {
+            "" | "0.0.0.0" => engine.host_address(),
+            addr => addr.to_string(),
+        };
         let (meta_port, data_port) = (values.module.metadata_port, values.module.data_port);
         let endpoints = json!({
             "metadata": format!("{host}:{meta_port}"),
