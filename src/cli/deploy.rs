@@ -43,7 +43,11 @@ pub struct DeployArgs {
 pub fn stack_plan(args: &StackArgs, ctx: &Context) -> anyhow::Result<StackPlan> {
     let rendered = args.render(ctx)?;
     let read = |path: &str| std::fs::read(path);
-    Ok(convert::convert(&rendered.compose, &rendered.values.stack, &read)?)
+    Ok(convert::convert(
+        &rendered.compose,
+        &rendered.values.stack,
+        &read,
+    )?)
 }
 
 pub fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<Exit> {
@@ -69,36 +73,50 @@ pub fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<Exit> {
             ctx.output.warn(w);
         }
         let doc = json!({"ok": exit == Exit::Ok, "exit": exit, "exit_code": exit.code(), "deploy": report});
-        ctx.output.result(&doc, |w| {
-            match &report.outcome {
-                Outcome::Converged => {
+        ctx.output.result(&doc, |w| match &report.outcome {
+            Outcome::Converged => {
+                let _ = writeln!(
+                    w,
+                    "stack {} deployed on {} in {:.1}s{}",
+                    report.stack,
+                    report.preflight.storage_node.display(),
+                    report.seconds,
+                    if args.detach {
+                        " (not waiting for convergence)"
+                    } else {
+                        ": converged"
+                    }
+                );
+                for s in &report.services {
+                    let _ = writeln!(w, "  {}: {}", s.service, change_text(&s.change));
+                }
+            }
+            Outcome::Failed { failures } | Outcome::TimedOut { failures } => {
+                let what = if matches!(report.outcome, Outcome::TimedOut { .. }) {
+                    "timed out"
+                } else {
+                    "failed"
+                };
+                let _ = writeln!(
+                    w,
+                    "deploy of stack {} {what} after {:.1}s:",
+                    report.stack, report.seconds
+                );
+                for f in failures {
+                    let _ = writeln!(w, "  {f}");
+                }
+                if let Some(r) = &report.rollback {
                     let _ = writeln!(
                         w,
-                        "stack {} deployed on {} in {:.1}s{}",
-                        report.stack,
-                        report.preflight.storage_node.display(),
-                        report.seconds,
-                        if args.detach { " (not waiting for convergence)" } else { ": converged" }
+                        "rollback: rolled back [{}], removed [{}]{}",
+                        r.rolled_back.join(", "),
+                        r.removed.join(", "),
+                        if r.problems.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; problems: {}", r.problems.join("; "))
+                        }
                     );
-                    for s in &report.services {
-                        let _ = writeln!(w, "  {}: {}", s.service, change_text(&s.change));
-                    }
-                }
-                Outcome::Failed { failures } | Outcome::TimedOut { failures } => {
-                    let what = if matches!(report.outcome, Outcome::TimedOut { .. }) { "timed out" } else { "failed" };
-                    let _ = writeln!(w, "deploy of stack {} {what} after {:.1}s:", report.stack, report.seconds);
-                    for f in failures {
-                        let _ = writeln!(w, "  {f}");
-                    }
-                    if let Some(r) = &report.rollback {
-                        let _ = writeln!(
-                            w,
-                            "rollback: rolled back [{}], removed [{}]{}",
-                            r.rolled_back.join(", "),
-                            r.removed.join(", "),
-                            if r.problems.is_empty() { String::new() } else { format!("; problems: {}", r.problems.join("; ")) }
-                        );
-                    }
                 }
             }
         });

@@ -30,7 +30,11 @@ pub fn run(args: NodeArgs, ctx: &Context) -> anyhow::Result<Exit> {
             NodeCommand::Ls => {
                 let list = nodes::list(&engine).await?;
                 ctx.output.result(&json!({"ok": true, "nodes": list}), |w| {
-                    let _ = writeln!(w, "{:<26} {:<20} {:<8} {:<8} {:<7} STORAGE", "ID", "HOSTNAME", "ROLE", "STATE", "AVAIL");
+                    let _ = writeln!(
+                        w,
+                        "{:<26} {:<20} {:<8} {:<8} {:<7} STORAGE",
+                        "ID", "HOSTNAME", "ROLE", "STATE", "AVAIL"
+                    );
                     for n in &list {
                         let _ = writeln!(
                             w,
@@ -60,13 +64,26 @@ pub fn run(args: NodeArgs, ctx: &Context) -> anyhow::Result<Exit> {
             }
             NodeCommand::Unlabel { node } => {
                 let change = nodes::unlabel_storage(&engine, node.as_deref()).await?;
-                ctx.output.result(&json!({"ok": true, "label": nodes::STORAGE_LABEL, "change": change}), |w| {
-                    let _ = if change.changed {
-                        writeln!(w, "removed {} from {}", nodes::STORAGE_LABEL, change.node.display())
-                    } else {
-                        writeln!(w, "{} does not carry {}; nothing to do", change.node.display(), nodes::STORAGE_LABEL)
-                    };
-                });
+                ctx.output.result(
+                    &json!({"ok": true, "label": nodes::STORAGE_LABEL, "change": change}),
+                    |w| {
+                        let _ = if change.changed {
+                            writeln!(
+                                w,
+                                "removed {} from {}",
+                                nodes::STORAGE_LABEL,
+                                change.node.display()
+                            )
+                        } else {
+                            writeln!(
+                                w,
+                                "{} does not carry {}; nothing to do",
+                                change.node.display(),
+                                nodes::STORAGE_LABEL
+                            )
+                        };
+                    },
+                );
             }
         }
         Ok(Exit::Ok)

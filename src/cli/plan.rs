@@ -21,31 +21,45 @@ pub fn run(args: PlanArgs, ctx: &Context) -> anyhow::Result<Exit> {
         engine.require_manager().await?;
         let report = deploy::plan_changes(&engine, &plan).await?;
         let nothing = report.changes_nothing();
-        ctx.output.result(&json!({"ok": true, "changes_nothing": nothing, "plan": report}), |w| {
-            if nothing {
-                let _ = writeln!(w, "stack {}: nothing to change", report.stack);
-                return;
-            }
-            let _ = writeln!(w, "stack {}:", report.stack);
-            for s in &report.teardown {
-                let _ = writeln!(w, "  tear down the Zenko stack {s} (one Zenko stack at a time)");
-            }
-            for n in &report.networks_to_create {
-                let _ = writeln!(w, "  create network {n}");
-            }
-            for n in &report.secrets_to_create {
-                let _ = writeln!(w, "  create secret {n}");
-            }
-            for n in &report.configs_to_create {
-                let _ = writeln!(w, "  create config {n}");
-            }
-            for s in &report.services {
-                let _ = writeln!(w, "  {}: {}", s.service, change_text(&s.change).replace("created", "create").replace("updated", "update").replace("recreated", "recreate"));
-            }
-            for s in &report.services_to_remove {
-                let _ = writeln!(w, "  remove service {s}");
-            }
-        });
+        ctx.output.result(
+            &json!({"ok": true, "changes_nothing": nothing, "plan": report}),
+            |w| {
+                if nothing {
+                    let _ = writeln!(w, "stack {}: nothing to change", report.stack);
+                    return;
+                }
+                let _ = writeln!(w, "stack {}:", report.stack);
+                for s in &report.teardown {
+                    let _ = writeln!(
+                        w,
+                        "  tear down the Zenko stack {s} (one Zenko stack at a time)"
+                    );
+                }
+                for n in &report.networks_to_create {
+                    let _ = writeln!(w, "  create network {n}");
+                }
+                for n in &report.secrets_to_create {
+                    let _ = writeln!(w, "  create secret {n}");
+                }
+                for n in &report.configs_to_create {
+                    let _ = writeln!(w, "  create config {n}");
+                }
+                for s in &report.services {
+                    let _ = writeln!(
+                        w,
+                        "  {}: {}",
+                        s.service,
+                        change_text(&s.change)
+                            .replace("created", "create")
+                            .replace("updated", "update")
+                            .replace("recreated", "recreate")
+                    );
+                }
+                for s in &report.services_to_remove {
+                    let _ = writeln!(w, "  remove service {s}");
+                }
+            },
+        );
         Ok(Exit::Ok)
     })
 }

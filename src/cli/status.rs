@@ -40,9 +40,21 @@ fn print(report: &StatusReport, ctx: &Context, watch: bool) {
             report.health
         );
         for s in &report.services {
-            let _ = writeln!(w, "  {} {}/{} running  {}  {}", s.name, s.running, s.desired, s.image, s.ports.join(", "));
+            let _ = writeln!(
+                w,
+                "  {} {}/{} running  {}  {}",
+                s.name,
+                s.running,
+                s.desired,
+                s.image,
+                s.ports.join(", ")
+            );
             if let Some(u) = &s.update_state {
-                let _ = writeln!(w, "    update: {u} {}", s.update_message.clone().unwrap_or_default());
+                let _ = writeln!(
+                    w,
+                    "    update: {u} {}",
+                    s.update_message.clone().unwrap_or_default()
+                );
             }
             for t in &s.tasks {
                 let _ = writeln!(
@@ -52,12 +64,19 @@ fn print(report: &StatusReport, ctx: &Context, watch: bool) {
                     t.node,
                     t.state,
                     t.desired_state,
-                    t.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                    t.error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
                 );
             }
         }
         for p in &report.probes {
-            let _ = writeln!(w, "  probe {}: {:?} {} {}", p.target, p.state, p.url, p.detail);
+            let _ = writeln!(
+                w,
+                "  probe {}: {:?} {} {}",
+                p.target, p.state, p.url, p.detail
+            );
         }
         for p in &report.problems {
             let _ = writeln!(w, "  problem: {p}");

@@ -103,9 +103,13 @@ pub enum Change {
     Unchanged,
     /// Fields that differ (JSON pointers into the spec); empty when only removed settings
     /// changed the spec hash.
-    Update { fields: Vec<String> },
+    Update {
+        fields: Vec<String>,
+    },
     /// The mode (replicated/global/job) changed: Swarm refuses that in place.
-    Recreate { reason: String },
+    Recreate {
+        reason: String,
+    },
 }
 
 /// Compares a desired spec with the engine's current spec of the same service.
@@ -135,7 +139,11 @@ pub fn compare(desired: &ServiceSpec, current: &ServiceSpec) -> Change {
     let d = serde_json::to_value(desired).unwrap_or(Value::Null);
     let c = serde_json::to_value(current).unwrap_or(Value::Null);
     let fields = subset_differences(&d, &c);
-    let hash = |s: &ServiceSpec| s.labels.as_ref().and_then(|l| l.get(SPEC_HASH_LABEL).cloned());
+    let hash = |s: &ServiceSpec| {
+        s.labels
+            .as_ref()
+            .and_then(|l| l.get(SPEC_HASH_LABEL).cloned())
+    };
     if fields.is_empty() && hash(desired) == hash(current) {
         Change::Unchanged
     } else {

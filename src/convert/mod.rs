@@ -189,7 +189,12 @@ pub fn convert(
     let mut networks = Vec::new();
     let mut network_names: HashMap<String, String> = HashMap::new();
     for key in &used_networks {
-        let def = compose.networks.get(key).cloned().flatten().unwrap_or_default();
+        let def = compose
+            .networks
+            .get(key)
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
         let external = def.external.unwrap_or(false);
         let name = def.name.clone().unwrap_or_else(|| scope(stack, key));
         if !external && !is_valid_object_name(&name) {
@@ -215,7 +220,9 @@ pub fn convert(
         });
     }
 
-    let mut files = |kind: &str, defs: &indexmap::IndexMap<String, crate::stack::model::Secret>, max: usize| {
+    let mut files = |kind: &str,
+                     defs: &indexmap::IndexMap<String, crate::stack::model::Secret>,
+                     max: usize| {
         let mut out = Vec::new();
         for (key, def) in defs {
             let external = def.external.unwrap_or(false);
@@ -232,13 +239,19 @@ pub fn convert(
                 continue;
             }
             let Some(path) = &def.file else {
-                problem(format!("{kind}.{key}"), "needs a file (or external: true)".into());
+                problem(
+                    format!("{kind}.{key}"),
+                    "needs a file (or external: true)".into(),
+                );
                 continue;
             };
             let data = match read(path) {
                 Ok(d) => d,
                 Err(e) => {
-                    problem(format!("{kind}.{key}.file"), format!("cannot read {path}: {e}"));
+                    problem(
+                        format!("{kind}.{key}.file"),
+                        format!("cannot read {path}: {e}"),
+                    );
                     continue;
                 }
             };

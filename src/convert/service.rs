@@ -6,20 +6,23 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
-    EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, Mount, MountType,
-    MountVolumeOptions, MountVolumeOptionsDriverConfig, NetworkAttachmentConfig, ResourceObject,
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
+    EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, Mount, MountType, MountVolumeOptions,
+    MountVolumeOptionsDriverConfig, NetworkAttachmentConfig, ResourceObject, ServiceSpec,
+    ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
     ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
     ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
     ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
     TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile,
-    TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecLogDriver,
-    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecLogDriver, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use indexmap::IndexMap;
 
-use super::{labels_of, scope, FilePlan, ServicePlan, IMAGE_LABEL, MANAGED_LABEL, MANAGED_VALUE, NAMESPACE_LABEL};
+use super::{
+    labels_of, scope, FilePlan, ServicePlan, IMAGE_LABEL, MANAGED_LABEL, MANAGED_VALUE,
+    NAMESPACE_LABEL,
+};
 use crate::stack::model::{parse_bytes, parse_duration, Scalar, Service, UpdateConfig, Volume};
 use crate::stack::validate::parse_port;
 
@@ -135,7 +138,10 @@ pub fn convert(key: &str, service: &Service, ctx: &Context) -> Result<ServicePla
                 mount.source = source;
             }
             "tmpfs" => mount.typ = Some(MountType::TMPFS),
-            other => problems.push((format!(".volumes[{i}]"), format!("unknown mount type {other:?}"))),
+            other => problems.push((
+                format!(".volumes[{i}]"),
+                format!("unknown mount type {other:?}"),
+            )),
         }
         mounts.push(mount);
     }
@@ -145,7 +151,10 @@ pub fn convert(key: &str, service: &Service, ctx: &Context) -> Result<ServicePla
     let mut secrets = Vec::new();
     for (i, r) in service.secrets.iter().enumerate() {
         let Some(plan) = ctx.secrets.iter().find(|s| s.key == r.source()) else {
-            problems.push((format!(".secrets[{i}]"), format!("secret {:?} is not defined", r.source())));
+            problems.push((
+                format!(".secrets[{i}]"),
+                format!("secret {:?} is not defined", r.source()),
+            ));
             continue;
         };
         let (uid, gid, mode) = file_owner(r);
@@ -167,14 +176,19 @@ pub fn convert(key: &str, service: &Service, ctx: &Context) -> Result<ServicePla
     let mut configs = Vec::new();
     for (i, r) in service.configs.iter().enumerate() {
         let Some(plan) = ctx.configs.iter().find(|s| s.key == r.source()) else {
-            problems.push((format!(".configs[{i}]"), format!("config {:?} is not defined", r.source())));
+            problems.push((
+                format!(".configs[{i}]"),
+                format!("config {:?} is not defined", r.source()),
+            ));
             continue;
         };
         let (uid, gid, mode) = file_owner(r);
         config_keys.push(plan.key.clone());
         // A short-syntax config is mounted at /<key>, as the CLI does.
         let target = match r {
-            crate::stack::model::FileReference::Long(l) if l.target.is_some() => r.target().to_string(),
+            crate::stack::model::FileReference::Long(l) if l.target.is_some() => {
+                r.target().to_string()
+            }
             _ => format!("/{}", r.source()),
         };
         configs.push(TaskSpecContainerSpecConfigs {
@@ -226,7 +240,11 @@ pub fn convert(key: &str, service: &Service, ctx: &Context) -> Result<ServicePla
         read_only: service.read_only,
         mounts: (!mounts.is_empty()).then_some(mounts),
         stop_signal: service.stop_signal.clone(),
-        stop_grace_period: nanos(&service.stop_grace_period, ".stop_grace_period", &mut problems),
+        stop_grace_period: nanos(
+            &service.stop_grace_period,
+            ".stop_grace_period",
+            &mut problems,
+        ),
         health_check,
         secrets: (!secrets.is_empty()).then_some(secrets),
         configs: (!configs.is_empty()).then_some(configs),
@@ -235,16 +253,19 @@ pub fn convert(key: &str, service: &Service, ctx: &Context) -> Result<ServicePla
     };
 
     // Restart policy: deploy.restart_policy; nil means the server default (any, 5s).
-    let restart_policy = deploy.restart_policy.as_ref().map(|rp| TaskSpecRestartPolicy {
-        condition: rp.condition.as_deref().map(|c| match c {
-            "none" => TaskSpecRestartPolicyConditionEnum::NONE,
-            "on-failure" => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
-            _ => TaskSpecRestartPolicyConditionEnum::ANY,
-        }),
-        delay: nanos(&rp.delay, ".deploy.restart_policy.delay", &mut problems),
-        max_attempts: rp.max_attempts.map(|m| m as i64),
-        window: nanos(&rp.window, ".deploy.restart_policy.window", &mut problems),
-    });
+    let restart_policy = deploy
+        .restart_policy
+        .as_ref()
+        .map(|rp| TaskSpecRestartPolicy {
+            condition: rp.condition.as_deref().map(|c| match c {
+                "none" => TaskSpecRestartPolicyConditionEnum::NONE,
+                "on-failure" => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
+                _ => TaskSpecRestartPolicyConditionEnum::ANY,
+            }),
+            delay: nanos(&rp.delay, ".deploy.restart_policy.delay", &mut problems),
+            max_attempts: rp.max_attempts.map(|m| m as i64),
+            window: nanos(&rp.window, ".deploy.restart_policy.window", &mut problems),
+        });
 
     let placement = deploy.placement.as_ref().map(|p| TaskSpecPlacement {
         constraints: (!p.constraints.is_empty()).then(|| p.constraints.clone()),
@@ -290,8 +311,16 @@ pub fn convert(key: &str, service: &Service, ctx: &Context) -> Result<ServicePla
                 pids: l.pids,
             }),
             reservations: r.reservations.as_ref().map(|l| ResourceObject {
-                nano_cpus: cpus(&l.cpus, ".deploy.resources.reservations.cpus", &mut problems),
-                memory_bytes: memory(&l.memory, ".deploy.resources.reservations.memory", &mut problems),
+                nano_cpus: cpus(
+                    &l.cpus,
+                    ".deploy.resources.reservations.cpus",
+                    &mut problems,
+                ),
+                memory_bytes: memory(
+                    &l.memory,
+                    ".deploy.resources.reservations.memory",
+                    &mut problems,
+                ),
                 ..Default::default()
             }),
             ..Default::default()
@@ -306,7 +335,10 @@ pub fn convert(key: &str, service: &Service, ctx: &Context) -> Result<ServicePla
     let mut networks = Vec::new();
     for net in network_keys {
         let Some(target) = ctx.networks.get(&net) else {
-            problems.push((format!(".networks.{net}"), format!("network {net:?} is not defined")));
+            problems.push((
+                format!(".networks.{net}"),
+                format!("network {net:?} is not defined"),
+            ));
             continue;
         };
         let mut aliases: Vec<String> = match &service.networks {
@@ -360,7 +392,10 @@ pub fn convert(key: &str, service: &Service, ctx: &Context) -> Result<ServicePla
             ..Default::default()
         },
         other => {
-            problems.push((".deploy.mode".into(), format!("unknown deploy mode {other:?}")));
+            problems.push((
+                ".deploy.mode".into(),
+                format!("unknown deploy mode {other:?}"),
+            ));
             ServiceSpecMode::default()
         }
     };
@@ -476,7 +511,11 @@ fn file_owner(r: &crate::stack::model::FileReference) -> (String, String, u32) {
 
 /// `update_config`/`rollback_config`: when the block exists, parallelism defaults to 1 (the raw
 /// API's 0 would update every task at once), the rest to the server's defaults.
-fn convert_update_config(u: &UpdateConfig, path: &str, problems: &mut Problems) -> ServiceSpecUpdateConfig {
+fn convert_update_config(
+    u: &UpdateConfig,
+    path: &str,
+    problems: &mut Problems,
+) -> ServiceSpecUpdateConfig {
     ServiceSpecUpdateConfig {
         parallelism: Some(u.parallelism.unwrap_or(1) as i64),
         delay: nanos(&u.delay, &format!("{path}.delay"), problems),

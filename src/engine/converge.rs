@@ -68,7 +68,11 @@ impl std::fmt::Display for ServiceFailure {
             write!(f, "\n    node: {node}")?;
         }
         if let Some(task) = &self.task {
-            write!(f, "\n    task: {task} ({})", self.state.as_deref().unwrap_or("?"))?;
+            write!(
+                f,
+                "\n    task: {task} ({})",
+                self.state.as_deref().unwrap_or("?")
+            )?;
         }
         if let Some(err) = &self.error {
             write!(f, "\n    error: {err}")?;
@@ -113,6 +117,10 @@ fn is_running(t: &Task) -> bool {
         && t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
 }
 
+fn is_complete(t: &Task) -> bool {
+    t.status.as_ref().and_then(|s| s.state) == Some(TaskState::COMPLETE)
+}
+
 fn is_failed(t: &Task) -> bool {
     matches!(
         t.status.as_ref().and_then(|s| s.state),
@@ -121,12 +129,20 @@ fn is_failed(t: &Task) -> bool {
 }
 
 /// Judges one service from its inspect and its current tasks.
-pub fn judge(service: &Service, tasks: &[Task], down_nodes: &std::collections::BTreeSet<String>) -> Progression {
+pub fn judge(
+    service: &Service,
+    tasks: &[Task],
+    down_nodes: &std::collections::BTreeSet<String>,
+) -> Progression {
     let tasks: Vec<&Task> = tasks
         .iter()
         .filter(|t| t.node_id.as_ref().is_none_or(|n| !down_nodes.contains(n)))
         .collect();
-    let mode = service.spec.as_ref().and_then(|s| s.mode.clone()).unwrap_or_default();
+    let mode = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.mode.clone())
+        .unwrap_or_default();
     let running = tasks.iter().filter(|t| is_running(t)).count() as u64;
     let starting = tasks
         .iter()
@@ -195,17 +211,27 @@ pub type Target = (String, String);
 
 /// Waits until every target service converged and stayed so for `stable`, a failure is
 /// certain, or the timeout.
-pub async fn wait(engine: &Engine, targets: &[Target], opts: &WaitOptions, progress: Progress<'_>) -> anyhow::Result<Outcome> {
+pub async fn wait(
+    engine: &Engine,
+    targets: &[Target],
+    opts: &WaitOptions,
+    progress: Progress<'_>,
+) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let mut last: HashMap<String, Progression> = HashMap::new();
     let mut pending_since: HashMap<String, Instant> = HashMap::new();
     let mut converged_at: Option<Instant> = None;
+    // Failed services stay failed; the wait goes on until every other service converged or
+    // failed too, so one report covers them all.
+    let mut failures: Vec<ServiceFailure> = Vec::new();
     loop {
         let (names, down) = stacks::node_names(engine).await?;
-        let mut failures = Vec::new();
         let mut all = true;
         let mut lagging = Vec::new();
         for (name, id) in targets {
+            if failures.iter().any(|f| &f.service == name) {
+                continue;
+            }
             let service = engine
                 .docker
                 .inspect_service(id, None::<bollard::query_parameters::InspectServiceOptions>)
@@ -225,14 +251,30 @@ pub async fn wait(engine: &Engine, targets: &[Target], opts: &WaitOptions, progr
                     _ => None,
                 };
                 if let Some(reason) = verdict {
-                    failures.push(failure(engine, name, reason, latest_failed(&tasks), &names, opts).await);
+                    failures.push(
+                        failure(engine, name, reason, latest_failed(&tasks), &names, opts).await,
+                    );
                     continue;
                 }
             }
-            let failed: Vec<&Task> = tasks.iter().filter(|t| is_failed(t)).collect();
+            // For a long-running service, a task that exited 0 is a failure too (the CLI waits
+            // forever on it: docker/cli#5299).
+            let is_job = service
+                .spec
+                .as_ref()
+                .and_then(|s| s.mode.as_ref())
+                .is_some_and(|m| m.replicated_job.is_some() || m.global_job.is_some());
+            let failed: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| is_failed(t) || (!is_job && is_complete(t)))
+                .collect();
             if failed.len() >= opts.max_failures {
-                let reason = format!("{} task(s) failed to start or crashed", failed.len());
-                failures.push(failure(engine, name, reason, latest_failed(&tasks), &names, opts).await);
+                let reason = format!(
+                    "{} task(s) failed to start, crashed or exited",
+                    failed.len()
+                );
+                let latest = latest_failed(&tasks).or_else(|| failed.last().map(|t| (*t).clone()));
+                failures.push(failure(engine, name, reason, latest, &names, opts).await);
                 continue;
             }
             // A task pending with a scheduling error (no suitable node, no such image...).
@@ -240,9 +282,12 @@ pub async fn wait(engine: &Engine, targets: &[Target], opts: &WaitOptions, progr
             for t in &tasks {
                 let status = t.status.clone().unwrap_or_default();
                 let tid = t.id.clone().unwrap_or_default();
-                let pending = status.state == Some(TaskState::PENDING) && status.err.as_deref().is_some_and(|e| !e.is_empty());
+                let pending = status.state == Some(TaskState::PENDING)
+                    && status.err.as_deref().is_some_and(|e| !e.is_empty());
                 if pending {
-                    let since = *pending_since.entry(tid.clone()).or_insert_with(Instant::now);
+                    let since = *pending_since
+                        .entry(tid.clone())
+                        .or_insert_with(Instant::now);
                     if since.elapsed() >= opts.pending_grace {
                         stuck = Some((*t).clone());
                     }
@@ -261,12 +306,16 @@ pub async fn wait(engine: &Engine, targets: &[Target], opts: &WaitOptions, progr
                 lagging.push(name.clone());
             }
             if last.get(name) != Some(&p) {
-                let note = if p.note.is_empty() { String::new() } else { format!(" ({})", p.note) };
+                let note = if p.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", p.note)
+                };
                 progress(format!("{name}: {}/{} running{note}", p.running, p.desired));
                 last.insert(name.clone(), p);
             }
         }
-        if !failures.is_empty() {
+        if !failures.is_empty() && all {
             return Ok(Outcome::Failed { failures });
         }
         if all {
@@ -288,9 +337,13 @@ pub async fn wait(engine: &Engine, targets: &[Target], opts: &WaitOptions, progr
             progress("a task failed after convergence; waiting again".into());
         }
         if started.elapsed() >= opts.timeout {
-            let mut failures = Vec::new();
+            let failed_before = !failures.is_empty();
             for name in lagging {
-                let id = targets.iter().find(|(n, _)| *n == name).map(|(_, i)| i.clone()).unwrap_or_default();
+                let id = targets
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, i)| i.clone())
+                    .unwrap_or_default();
                 let tasks = stacks::current_tasks(engine, &id).await.unwrap_or_default();
                 let p = last.get(&name).cloned();
                 let reason = format!(
@@ -299,10 +352,15 @@ pub async fn wait(engine: &Engine, targets: &[Target], opts: &WaitOptions, progr
                     p.as_ref().map(|p| p.running).unwrap_or(0),
                     p.as_ref().map(|p| p.desired).unwrap_or(0)
                 );
-                let task = latest_failed(&tasks).or_else(|| tasks.iter().find(|t| !is_running(t)).cloned());
+                let task = latest_failed(&tasks)
+                    .or_else(|| tasks.iter().find(|t| !is_running(t)).cloned());
                 failures.push(failure(engine, &name, reason, task, &names, opts).await);
             }
-            return Ok(Outcome::TimedOut { failures });
+            return Ok(if failed_before {
+                Outcome::Failed { failures }
+            } else {
+                Outcome::TimedOut { failures }
+            });
         }
         tokio::time::sleep(POLL).await;
     }
@@ -313,7 +371,12 @@ fn latest_failed(tasks: &[Task]) -> Option<Task> {
     tasks
         .iter()
         .filter(|t| is_failed(t))
-        .max_by_key(|t| t.status.as_ref().and_then(|s| s.timestamp.clone()).unwrap_or_default())
+        .max_by_key(|t| {
+            t.status
+                .as_ref()
+                .and_then(|s| s.timestamp.clone())
+                .unwrap_or_default()
+        })
         .cloned()
 }
 

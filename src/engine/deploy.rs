@@ -29,7 +29,7 @@ use super::stacks;
 use super::teardown::{self, Removal};
 use super::{is_not_found, retry_out_of_sequence, server_message, Engine, EngineResult, Progress};
 use crate::convert::diff::{self, Change};
-use crate::convert::{StackPlan, MANAGED_LABEL, MANAGED_VALUE};
+use crate::convert::{ServicePlan, StackPlan, MANAGED_LABEL, MANAGED_VALUE};
 use crate::output::{coded, Exit};
 
 #[derive(Debug, Clone)]
@@ -138,13 +138,23 @@ impl DeployReport {
 }
 
 /// Preflight checks and the storage label.
-pub async fn preflight(engine: &Engine, plan: &StackPlan, node: Option<&str>, progress: Progress<'_>) -> anyhow::Result<Preflight> {
+pub async fn preflight(
+    engine: &Engine,
+    plan: &StackPlan,
+    node: Option<&str>,
+    progress: Progress<'_>,
+) -> anyhow::Result<Preflight> {
     engine.require_manager().await?;
     let mut warnings = Vec::new();
     let label = nodes::label_storage(engine, node).await?;
     let storage = label.node.clone();
     if label.changed {
-        progress(format!("labelled {} {}={}", storage.display(), nodes::STORAGE_LABEL, nodes::STORAGE_VALUE));
+        progress(format!(
+            "labelled {} {}={}",
+            storage.display(),
+            nodes::STORAGE_LABEL,
+            nodes::STORAGE_VALUE
+        ));
     }
     for from in &label.moved_from {
         let w = format!(
@@ -180,7 +190,15 @@ pub async fn preflight(engine: &Engine, plan: &StackPlan, node: Option<&str>, pr
     let images: BTreeSet<String> = plan
         .services
         .iter()
-        .filter_map(|s| s.spec.task_template.as_ref()?.container_spec.as_ref()?.image.clone())
+        .filter_map(|s| {
+            s.spec
+                .task_template
+                .as_ref()?
+                .container_spec
+                .as_ref()?
+                .image
+                .clone()
+        })
         .collect();
     for image in images {
         match engine.docker.inspect_image(&image).await {
@@ -194,7 +212,9 @@ pub async fn preflight(engine: &Engine, plan: &StackPlan, node: Option<&str>, pr
                     tracing::debug!("image {image} is in its registry");
                 }
             }
-            Err(e) if super::is_transport(&e) => return Err(engine.error(e, format_args!("looking up image {image}"))),
+            Err(e) if super::is_transport(&e) => {
+                return Err(engine.error(e, format_args!("looking up image {image}")))
+            }
             Err(e) => {
                 return Err(coded(
                     Exit::DeployFailed,
@@ -222,24 +242,64 @@ async fn secret_id(engine: &Engine, name: &str) -> anyhow::Result<Option<String>
     let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
     let found = engine
         .docker
-        .list_secrets(Some(ListSecretsOptions { filters: Some(filters) }))
+        .list_secrets(Some(ListSecretsOptions {
+            filters: Some(filters),
+        }))
         .await
         .engine(engine, format_args!("looking up secret {name}"))?;
-    Ok(stacks::exact(&found, name, |s| s.spec.as_ref()?.name.as_deref()).and_then(|s| s.id.clone()))
+    Ok(
+        stacks::exact(&found, name, |s| s.spec.as_ref()?.name.as_deref())
+            .and_then(|s| s.id.clone()),
+    )
 }
 
 async fn config_id(engine: &Engine, name: &str) -> anyhow::Result<Option<String>> {
     let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
     let found = engine
         .docker
-        .list_configs(Some(bollard::query_parameters::ListConfigsOptions { filters: Some(filters) }))
+        .list_configs(Some(bollard::query_parameters::ListConfigsOptions {
+            filters: Some(filters),
+        }))
         .await
         .engine(engine, format_args!("looking up config {name}"))?;
-    Ok(stacks::exact(&found, name, |s| s.spec.as_ref()?.name.as_deref()).and_then(|s| s.id.clone()))
+    Ok(
+        stacks::exact(&found, name, |s| s.spec.as_ref()?.name.as_deref())
+            .and_then(|s| s.id.clone()),
+    )
+}
+
+/// The engine stores network attachments by network ID; the converted spec names them. Maps
+/// the IDs back to names so the two compare.
+async fn with_network_names(engine: &Engine, mut spec: ServiceSpec) -> anyhow::Result<ServiceSpec> {
+    let Some(nets) = spec
+        .task_template
+        .as_mut()
+        .and_then(|t| t.networks.as_mut())
+    else {
+        return Ok(spec);
+    };
+    let all = engine
+        .docker
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .engine(engine, "listing networks")?;
+    let names: HashMap<String, String> = all
+        .into_iter()
+        .filter_map(|n| Some((n.id?, n.name?)))
+        .collect();
+    for n in nets.iter_mut() {
+        if let Some(name) = n.target.as_ref().and_then(|t| names.get(t)) {
+            n.target = Some(name.clone());
+        }
+    }
+    Ok(spec)
 }
 
 fn service_name(s: &Service) -> String {
-    s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default()
+    s.spec
+        .as_ref()
+        .and_then(|s| s.name.clone())
+        .unwrap_or_default()
 }
 
 /// Refuses a same-named stack that zenkoctl did not deploy.
@@ -276,7 +336,11 @@ pub async fn plan_changes(engine: &Engine, plan: &StackPlan) -> anyhow::Result<P
         .collect();
     let existing = stacks::objects(engine, stack).await?;
     check_ours(stack, &existing)?;
-    let have_networks: BTreeSet<String> = existing.networks.iter().filter_map(|n| n.name.clone()).collect();
+    let have_networks: BTreeSet<String> = existing
+        .networks
+        .iter()
+        .filter_map(|n| n.name.clone())
+        .collect();
     let networks_to_create = plan
         .networks
         .iter()
@@ -295,20 +359,28 @@ pub async fn plan_changes(engine: &Engine, plan: &StackPlan) -> anyhow::Result<P
             configs_to_create.push(c.name.clone());
         }
     }
-    let by_name: HashMap<String, &Service> = existing.services.iter().map(|s| (service_name(s), s)).collect();
-    let services = plan
+    let by_name: HashMap<String, &Service> = existing
         .services
         .iter()
-        .map(|s| ServiceChange {
-            service: s.name.clone(),
-            change: match by_name.get(&s.name).and_then(|e| e.spec.as_ref()) {
-                None => Change::Create,
-                Some(current) => diff::compare(&s.spec, current),
-            },
-        })
+        .map(|s| (service_name(s), s))
         .collect();
+    let mut services = Vec::new();
+    for s in &plan.services {
+        let change = match by_name.get(&s.name).and_then(|e| e.spec.clone()) {
+            None => Change::Create,
+            Some(current) => diff::compare(&s.spec, &with_network_names(engine, current).await?),
+        };
+        services.push(ServiceChange {
+            service: s.name.clone(),
+            change,
+        });
+    }
     let wanted: BTreeSet<&String> = plan.services.iter().map(|s| &s.name).collect();
-    let services_to_remove = by_name.keys().filter(|n| !wanted.contains(n)).cloned().collect();
+    let services_to_remove = by_name
+        .keys()
+        .filter(|n| !wanted.contains(n))
+        .cloned()
+        .collect();
     Ok(PlanReport {
         stack: stack.clone(),
         teardown: others,
@@ -323,35 +395,51 @@ pub async fn plan_changes(engine: &Engine, plan: &StackPlan) -> anyhow::Result<P
 /// Fills the secret and config IDs into a service spec (they exist by now).
 async fn resolve_ids(engine: &Engine, spec: &mut ServiceSpec) -> anyhow::Result<()> {
     let name = spec.name.clone().unwrap_or_default();
-    let Some(cs) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) else {
+    let Some(cs) = spec
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container_spec.as_mut())
+    else {
         return Ok(());
     };
     for s in cs.secrets.iter_mut().flatten() {
         let sname = s.secret_name.clone().unwrap_or_default();
-        s.secret_id = Some(
-            secret_id(engine, &sname)
-                .await?
-                .ok_or_else(|| coded(Exit::DeployFailed, anyhow!("service {name}: secret {sname} does not exist")))?,
-        );
+        s.secret_id = Some(secret_id(engine, &sname).await?.ok_or_else(|| {
+            coded(
+                Exit::DeployFailed,
+                anyhow!("service {name}: secret {sname} does not exist"),
+            )
+        })?);
     }
     for c in cs.configs.iter_mut().flatten() {
         let cname = c.config_name.clone().unwrap_or_default();
-        c.config_id = Some(
-            config_id(engine, &cname)
-                .await?
-                .ok_or_else(|| coded(Exit::DeployFailed, anyhow!("service {name}: config {cname} does not exist")))?,
-        );
+        c.config_id = Some(config_id(engine, &cname).await?.ok_or_else(|| {
+            coded(
+                Exit::DeployFailed,
+                anyhow!("service {name}: config {cname} does not exist"),
+            )
+        })?);
     }
     Ok(())
 }
 
 /// Deploys `plan` (already converted and validated).
-pub async fn deploy(engine: &Engine, plan: &StackPlan, opts: &DeployOptions, progress: Progress<'_>) -> anyhow::Result<DeployReport> {
+pub async fn deploy(
+    engine: &Engine,
+    plan: &StackPlan,
+    opts: &DeployOptions,
+    progress: Progress<'_>,
+) -> anyhow::Result<DeployReport> {
     let started = Instant::now();
     let stack = plan.stack.clone();
-    progress(format!("preflight for stack {stack} on {} (API {})", engine.host, engine.api));
+    progress(format!(
+        "preflight for stack {stack} on {} (API {})",
+        engine.host, engine.api
+    ));
     let pre = preflight(engine, plan, opts.node.as_deref(), progress).await?;
     let mut warnings = pre.warnings.clone();
+    // A same-named stack that zenkoctl did not deploy is refused before anything is removed.
+    check_ours(&stack, &stacks::objects(engine, &stack).await?)?;
 
     // One Zenko stack at a time: remove the others, and wait until they are gone.
     let mut torn_down = Vec::new();
@@ -360,7 +448,8 @@ pub async fn deploy(engine: &Engine, plan: &StackPlan, opts: &DeployOptions, pro
             continue;
         }
         progress(format!("tearing down the earlier Zenko stack {other}"));
-        let r = teardown::remove_stack(engine, &other, false, opts.teardown_timeout, progress).await?;
+        let r =
+            teardown::remove_stack(engine, &other, false, opts.teardown_timeout, progress).await?;
         progress(format!("stack {other} is gone ({:.1}s)", r.seconds));
         torn_down.push(r);
     }
@@ -373,7 +462,10 @@ pub async fn deploy(engine: &Engine, plan: &StackPlan, opts: &DeployOptions, pro
         if net.external {
             let found = engine
                 .docker
-                .inspect_network(&net.request.name, None::<bollard::query_parameters::InspectNetworkOptions>)
+                .inspect_network(
+                    &net.request.name,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
                 .await;
             match found {
                 Ok(n) if n.scope.as_deref() == Some("swarm") => continue,
@@ -389,7 +481,11 @@ pub async fn deploy(engine: &Engine, plan: &StackPlan, opts: &DeployOptions, pro
                         anyhow!("external network {} does not exist", net.request.name),
                     ))
                 }
-                Err(e) => return Err(engine.error(e, format_args!("inspecting network {}", net.request.name))),
+                Err(e) => {
+                    return Err(
+                        engine.error(e, format_args!("inspecting network {}", net.request.name))
+                    )
+                }
             }
         }
         if !changes.networks_to_create.contains(&net.request.name) {
@@ -400,14 +496,20 @@ pub async fn deploy(engine: &Engine, plan: &StackPlan, opts: &DeployOptions, pro
             .docker
             .create_network(net.request.clone())
             .await
-            .engine(engine, format_args!("creating network {}", net.request.name))?;
+            .engine(
+                engine,
+                format_args!("creating network {}", net.request.name),
+            )?;
         created.networks.push(net.request.name.clone());
     }
     // Secrets and configs (content-hash names: an existing one has the same content).
     for s in &plan.secrets {
         if s.external {
             if secret_id(engine, &s.name).await?.is_none() {
-                return Err(coded(Exit::DeployFailed, anyhow!("external secret {} does not exist", s.name)));
+                return Err(coded(
+                    Exit::DeployFailed,
+                    anyhow!("external secret {} does not exist", s.name),
+                ));
             }
             continue;
         }
@@ -424,7 +526,10 @@ pub async fn deploy(engine: &Engine, plan: &StackPlan, opts: &DeployOptions, pro
     for c in &plan.configs {
         if c.external {
             if config_id(engine, &c.name).await?.is_none() {
-                return Err(coded(Exit::DeployFailed, anyhow!("external config {} does not exist", c.name)));
+                return Err(coded(
+                    Exit::DeployFailed,
+                    anyhow!("external config {} does not exist", c.name),
+                ));
             }
             continue;
         }
@@ -439,61 +544,95 @@ pub async fn deploy(engine: &Engine, plan: &StackPlan, opts: &DeployOptions, pro
         }
     }
 
-    // Services.
-    let mut targets: Vec<Target> = Vec::new();
+    // Services, in tiers (Swarm ignores depends_on): first what runs on the storage node (the
+    // module, its database), waited for until healthy; then the rest (the S3 front, the load
+    // balancer), which need the first tier to answer.
+    let (storage_tier, front_tier): (Vec<&ServicePlan>, Vec<&ServicePlan>) =
+        plan.services.iter().partition(|s| on_storage_node(&s.spec));
     let mut services = Vec::new();
-    for sp in &plan.services {
-        let mut spec = sp.spec.clone();
-        resolve_ids(engine, &mut spec).await?;
-        let change = changes
-            .services
-            .iter()
-            .find(|c| c.service == sp.name)
-            .map(|c| c.change.clone())
-            .unwrap_or(Change::Create);
-        let change = match change {
-            Change::Create => {
-                progress(format!("creating service {}", sp.name));
-                let id = create_service(engine, &sp.name, spec).await?;
-                created.services.push((sp.name.clone(), id.clone()));
-                targets.push((sp.name.clone(), id));
-                Change::Create
-            }
-            Change::Recreate { reason } => {
-                progress(format!("recreating service {} ({reason})", sp.name));
-                remove_services(engine, &stack, &[sp.name.clone()], opts.teardown_timeout).await?;
-                let id = create_service(engine, &sp.name, spec).await?;
-                created.services.push((sp.name.clone(), id.clone()));
-                targets.push((sp.name.clone(), id));
-                Change::Recreate { reason }
-            }
-            Change::Unchanged | Change::Update { .. } => {
-                let (id, change) = update_service(engine, &sp.name, spec, progress, &mut warnings).await?;
-                if matches!(change, Change::Update { .. }) {
-                    created.updated.push((sp.name.clone(), id.clone()));
+    let mut outcome = Outcome::Converged;
+    for tier in [storage_tier, front_tier] {
+        if tier.is_empty() {
+            continue;
+        }
+        let mut targets: Vec<Target> = Vec::new();
+        for sp in tier {
+            let mut spec = sp.spec.clone();
+            resolve_ids(engine, &mut spec).await?;
+            let change = changes
+                .services
+                .iter()
+                .find(|c| c.service == sp.name)
+                .map(|c| c.change.clone())
+                .unwrap_or(Change::Create);
+            let change = match change {
+                Change::Create => {
+                    progress(format!("creating service {}", sp.name));
+                    let id = create_service(engine, &sp.name, spec).await?;
+                    created.services.push((sp.name.clone(), id.clone()));
+                    targets.push((sp.name.clone(), id));
+                    Change::Create
                 }
-                targets.push((sp.name.clone(), id));
-                change
+                Change::Recreate { reason } => {
+                    progress(format!("recreating service {} ({reason})", sp.name));
+                    remove_services(
+                        engine,
+                        &stack,
+                        std::slice::from_ref(&sp.name),
+                        opts.teardown_timeout,
+                    )
+                    .await?;
+                    let id = create_service(engine, &sp.name, spec).await?;
+                    created.services.push((sp.name.clone(), id.clone()));
+                    targets.push((sp.name.clone(), id));
+                    Change::Recreate { reason }
+                }
+                Change::Unchanged | Change::Update { .. } => {
+                    let (id, change) =
+                        update_service(engine, &sp.name, spec, progress, &mut warnings).await?;
+                    if matches!(change, Change::Update { .. }) {
+                        created.updated.push((sp.name.clone(), id.clone()));
+                    }
+                    targets.push((sp.name.clone(), id));
+                    change
+                }
+            };
+            services.push(ServiceChange {
+                service: sp.name.clone(),
+                change,
+            });
+        }
+        if !opts.detach {
+            progress(format!(
+                "waiting for {} service(s) to converge: {}",
+                targets.len(),
+                targets
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            outcome = converge::wait(engine, &targets, &opts.wait, progress).await?;
+            if !matches!(outcome, Outcome::Converged) {
+                break;
             }
-        };
-        services.push(ServiceChange {
-            service: sp.name.clone(),
-            change,
-        });
+        }
     }
     let mut services_removed = Vec::new();
     if !changes.services_to_remove.is_empty() {
-        progress(format!("removing services no longer in the stack: {}", changes.services_to_remove.join(", ")));
-        remove_services(engine, &stack, &changes.services_to_remove, opts.teardown_timeout).await?;
+        progress(format!(
+            "removing services no longer in the stack: {}",
+            changes.services_to_remove.join(", ")
+        ));
+        remove_services(
+            engine,
+            &stack,
+            &changes.services_to_remove,
+            opts.teardown_timeout,
+        )
+        .await?;
         services_removed = changes.services_to_remove.clone();
     }
-
-    let outcome = if opts.detach {
-        Outcome::Converged
-    } else {
-        progress(format!("waiting for {} service(s) to converge", targets.len()));
-        converge::wait(engine, &targets, &opts.wait, progress).await?
-    };
 
     let mut rollback = None;
     let mut superseded_removed = Vec::new();
@@ -518,6 +657,15 @@ pub async fn deploy(engine: &Engine, plan: &StackPlan, opts: &DeployOptions, pro
         warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// True for a service constrained to the storage node.
+fn on_storage_node(spec: &ServiceSpec) -> bool {
+    spec.task_template
+        .as_ref()
+        .and_then(|t| t.placement.as_ref())
+        .and_then(|p| p.constraints.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.contains(nodes::STORAGE_LABEL)))
 }
 
 /// What this deploy created or updated (for a rollback).
@@ -559,27 +707,66 @@ async fn update_service(
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<(String, Change)> {
     let result = std::sync::Mutex::new((String::new(), Change::Unchanged, Vec::<String>::new()));
+    let names = engine
+        .docker
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .engine(engine, "listing networks")?;
+    let names: HashMap<String, String> = names
+        .into_iter()
+        .filter_map(|n| Some((n.id?, n.name?)))
+        .collect();
     retry_out_of_sequence("service update", || async {
-        let current = engine.docker.inspect_service(name, None::<InspectServiceOptions>).await?;
+        let current = engine
+            .docker
+            .inspect_service(name, None::<InspectServiceOptions>)
+            .await?;
         let id = current.id.clone().unwrap_or_default();
         let current_spec = current.spec.clone().unwrap_or_default();
-        let change = diff::compare(&desired, &current_spec);
+        let mut named = current_spec.clone();
+        for n in named
+            .task_template
+            .as_mut()
+            .and_then(|t| t.networks.as_mut())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = n.target.as_ref().and_then(|t| names.get(t)) {
+                n.target = Some(name.clone());
+            }
+        }
+        let change = diff::compare(&desired, &named);
         *result.lock().unwrap() = (id.clone(), change.clone(), Vec::new());
         if change == Change::Unchanged {
             return Ok(());
         }
         let mut spec = desired.clone();
-        if let (Some(t), Some(ct)) = (spec.task_template.as_mut(), current_spec.task_template.as_ref()) {
+        if let (Some(t), Some(ct)) = (
+            spec.task_template.as_mut(),
+            current_spec.task_template.as_ref(),
+        ) {
             t.force_update = ct.force_update;
         }
         let version = current.version.and_then(|v| v.index).unwrap_or(0);
-        let version = i32::try_from(version).map_err(|_| bollard::errors::Error::DockerResponseServerError {
-            status_code: 0,
-            message: format!("service version index {version} does not fit the API client's i32"),
+        let version = i32::try_from(version).map_err(|_| {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 0,
+                message: format!(
+                    "service version index {version} does not fit the API client's i32"
+                ),
+            }
         })?;
         let response = engine
             .docker
-            .update_service(&id, spec, UpdateServiceOptions { version, ..Default::default() }, None)
+            .update_service(
+                &id,
+                spec,
+                UpdateServiceOptions {
+                    version,
+                    ..Default::default()
+                },
+                None,
+            )
             .await?;
         result.lock().unwrap().2 = response.warnings.unwrap_or_default();
         Ok(())
@@ -607,7 +794,12 @@ async fn update_service(
 
 /// Removes services of `stack` by name and waits until they and their tasks are gone (a task
 /// of a removed service keeps its service ID, which no live service has any more).
-async fn remove_services(engine: &Engine, stack: &str, names: &[String], timeout: Duration) -> anyhow::Result<()> {
+async fn remove_services(
+    engine: &Engine,
+    stack: &str,
+    names: &[String],
+    timeout: Duration,
+) -> anyhow::Result<()> {
     for name in names {
         match engine.docker.delete_service(name).await {
             Ok(()) => {}
@@ -619,7 +811,11 @@ async fn remove_services(engine: &Engine, stack: &str, names: &[String], timeout
     loop {
         let (_, down) = stacks::node_names(engine).await?;
         let objects = stacks::objects(engine, stack).await?;
-        let live: BTreeSet<String> = objects.services.iter().filter_map(|s| s.id.clone()).collect();
+        let live: BTreeSet<String> = objects
+            .services
+            .iter()
+            .filter_map(|s| s.id.clone())
+            .collect();
         let names_left = objects.service_names().iter().any(|n| names.contains(n));
         let orphans = stacks::tasks(engine, stack)
             .await?
@@ -633,7 +829,11 @@ async fn remove_services(engine: &Engine, stack: &str, names: &[String], timeout
         if Instant::now() > deadline {
             return Err(coded(
                 Exit::Timeout,
-                anyhow!("services {} are not gone after {}s", names.join(", "), timeout.as_secs()),
+                anyhow!(
+                    "services {} are not gone after {}s",
+                    names.join(", "),
+                    timeout.as_secs()
+                ),
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -641,31 +841,57 @@ async fn remove_services(engine: &Engine, stack: &str, names: &[String], timeout
 }
 
 /// Removes the stack's secrets and configs that the plan no longer uses (earlier versions).
-async fn remove_superseded(engine: &Engine, plan: &StackPlan, warnings: &mut Vec<String>) -> anyhow::Result<Vec<String>> {
+async fn remove_superseded(
+    engine: &Engine,
+    plan: &StackPlan,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Vec<String>> {
     let objects = stacks::objects(engine, &plan.stack).await?;
     let wanted_secrets: BTreeSet<&String> = plan.secrets.iter().map(|s| &s.name).collect();
     let wanted_configs: BTreeSet<&String> = plan.configs.iter().map(|s| &s.name).collect();
     let mut removed = Vec::new();
     for s in &objects.secrets {
-        let name = s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
+        let name = s
+            .spec
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default();
         if wanted_secrets.contains(&name) {
             continue;
         }
-        match engine.docker.delete_secret(s.id.as_deref().unwrap_or_default()).await {
+        match engine
+            .docker
+            .delete_secret(s.id.as_deref().unwrap_or_default())
+            .await
+        {
             Ok(()) => removed.push(name),
             Err(e) if is_not_found(&e) => {}
-            Err(e) => warnings.push(format!("could not remove the superseded secret {name}: {}", server_message(&e))),
+            Err(e) => warnings.push(format!(
+                "could not remove the superseded secret {name}: {}",
+                server_message(&e)
+            )),
         }
     }
     for c in &objects.configs {
-        let name = c.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
+        let name = c
+            .spec
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default();
         if wanted_configs.contains(&name) {
             continue;
         }
-        match engine.docker.delete_config(c.id.as_deref().unwrap_or_default()).await {
+        match engine
+            .docker
+            .delete_config(c.id.as_deref().unwrap_or_default())
+            .await
+        {
             Ok(()) => removed.push(name),
             Err(e) if is_not_found(&e) => {}
-            Err(e) => warnings.push(format!("could not remove the superseded config {name}: {}", server_message(&e))),
+            Err(e) => warnings.push(format!(
+                "could not remove the superseded config {name}: {}",
+                server_message(&e)
+            )),
         }
     }
     Ok(removed)
@@ -673,11 +899,37 @@ async fn remove_superseded(engine: &Engine, plan: &StackPlan, warnings: &mut Vec
 
 /// Undoes a failed deploy: Swarm's rollback (to `PreviousSpec`) for updated services, removal
 /// of created services, then of created secrets, configs and networks.
-async fn roll_back(engine: &Engine, stack: &str, created: &Created, opts: &DeployOptions, progress: Progress<'_>) -> RollbackReport {
+async fn roll_back(
+    engine: &Engine,
+    stack: &str,
+    created: &Created,
+    opts: &DeployOptions,
+    progress: Progress<'_>,
+) -> RollbackReport {
     let mut report = RollbackReport::default();
     for (name, id) in &created.updated {
+        // Swarm may have rolled back already (update_config failure_action: rollback): a
+        // second rollback would go back to the failed spec.
+        if let Ok(current) = engine
+            .docker
+            .inspect_service(id, None::<InspectServiceOptions>)
+            .await
+        {
+            use bollard::models::ServiceUpdateStatusStateEnum as U;
+            let state = current.update_status.and_then(|u| u.state);
+            if matches!(state, Some(U::ROLLBACK_STARTED | U::ROLLBACK_COMPLETED)) {
+                progress(format!(
+                    "Swarm already rolled service {name} back to its previous spec"
+                ));
+                report.rolled_back.push(name.clone());
+                continue;
+            }
+        }
         let r = retry_out_of_sequence("service rollback", || async {
-            let current = engine.docker.inspect_service(id, None::<InspectServiceOptions>).await?;
+            let current = engine
+                .docker
+                .inspect_service(id, None::<InspectServiceOptions>)
+                .await?;
             let version = current.version.and_then(|v| v.index).unwrap_or(0) as i32;
             engine
                 .docker
@@ -699,12 +951,53 @@ async fn roll_back(engine: &Engine, stack: &str, created: &Created, opts: &Deplo
                 progress(format!("rolled service {name} back to its previous spec"));
                 report.rolled_back.push(name.clone());
             }
-            Err(e) => report.problems.push(format!("rolling back {name}: {}", server_message(&e))),
+            Err(e) => report
+                .problems
+                .push(format!("rolling back {name}: {}", server_message(&e))),
+        }
+    }
+    // Wait until the rolled-back services run their previous spec again.
+    let deadline = Instant::now() + opts.wait.timeout;
+    for (name, id) in created
+        .updated
+        .iter()
+        .filter(|(n, _)| report.rolled_back.contains(n))
+    {
+        loop {
+            let settled = async {
+                let service = engine
+                    .docker
+                    .inspect_service(id, None::<InspectServiceOptions>)
+                    .await
+                    .ok()?;
+                use bollard::models::ServiceUpdateStatusStateEnum as U;
+                let state = service.update_status.as_ref().and_then(|u| u.state);
+                if matches!(state, Some(U::ROLLBACK_STARTED)) {
+                    return Some(false);
+                }
+                let tasks = stacks::current_tasks(engine, id).await.ok()?;
+                let (_, down) = stacks::node_names(engine).await.ok()?;
+                Some(converge::judge(&service, &tasks, &down).converged)
+            }
+            .await;
+            if settled == Some(true) {
+                break;
+            }
+            if Instant::now() > deadline {
+                report.problems.push(format!(
+                    "service {name} did not converge after its rollback"
+                ));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
     let names: Vec<String> = created.services.iter().map(|(n, _)| n.clone()).collect();
     if !names.is_empty() {
-        progress(format!("removing services this deploy created: {}", names.join(", ")));
+        progress(format!(
+            "removing services this deploy created: {}",
+            names.join(", ")
+        ));
         match remove_services(engine, stack, &names, opts.teardown_timeout).await {
             Ok(()) => report.removed.extend(names),
             Err(e) => report.problems.push(format!("{e:#}")),
@@ -714,14 +1007,18 @@ async fn roll_back(engine: &Engine, stack: &str, created: &Created, opts: &Deplo
         match engine.docker.delete_secret(name).await {
             Ok(()) => report.removed.push(name.clone()),
             Err(e) if is_not_found(&e) => {}
-            Err(e) => report.problems.push(format!("removing secret {name}: {}", server_message(&e))),
+            Err(e) => report
+                .problems
+                .push(format!("removing secret {name}: {}", server_message(&e))),
         }
     }
     for name in &created.configs {
         match engine.docker.delete_config(name).await {
             Ok(()) => report.removed.push(name.clone()),
             Err(e) if is_not_found(&e) => {}
-            Err(e) => report.problems.push(format!("removing config {name}: {}", server_message(&e))),
+            Err(e) => report
+                .problems
+                .push(format!("removing config {name}: {}", server_message(&e))),
         }
     }
     // Networks: only once no service uses them (created services are gone by now).
@@ -749,9 +1046,13 @@ async fn roll_back(engine: &Engine, stack: &str, created: &Created, opts: &Deplo
                     break;
                 }
                 Err(e) if is_not_found(&e) => break,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
                 Err(e) => {
-                    report.problems.push(format!("removing network {name}: {}", server_message(&e)));
+                    report
+                        .problems
+                        .push(format!("removing network {name}: {}", server_message(&e)));
                     break;
                 }
             }

@@ -106,7 +106,13 @@ impl Engine {
             .filter(|h| !h.trim().is_empty())
             .unwrap_or(DEFAULT_HOST)
             .to_string();
-        let docker = client(&host, &ClientVersion { major_version: MAX_API.0 as usize, minor_version: MAX_API.1 as usize })?;
+        let docker = client(
+            &host,
+            &ClientVersion {
+                major_version: MAX_API.0 as usize,
+                minor_version: MAX_API.1 as usize,
+            },
+        )?;
         let version = match tokio::time::timeout(CONNECT_TIMEOUT, docker.version()).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Err(unreachable(&host, e)),
@@ -124,11 +130,25 @@ impl Engine {
             .api_version
             .as_deref()
             .and_then(ApiVersion::parse)
-            .ok_or_else(|| coded(Exit::Unreachable, anyhow!("the engine at {host} did not report its API version")))?;
-        let server_min_api = version.min_api_version.as_deref().and_then(ApiVersion::parse);
+            .ok_or_else(|| {
+                coded(
+                    Exit::Unreachable,
+                    anyhow!("the engine at {host} did not report its API version"),
+                )
+            })?;
+        let server_min_api = version
+            .min_api_version
+            .as_deref()
+            .and_then(ApiVersion::parse);
         let api = negotiate(server_api, server_min_api)
             .map_err(|e| coded(Exit::Unreachable, anyhow!("the engine at {host}: {e}")))?;
-        let docker = client(&host, &ClientVersion { major_version: api.0 as usize, minor_version: api.1 as usize })?;
+        let docker = client(
+            &host,
+            &ClientVersion {
+                major_version: api.0 as usize,
+                minor_version: api.1 as usize,
+            },
+        )?;
         tracing::debug!(%host, %api, %server_api, "connected to the engine");
         Ok(Engine {
             docker,
@@ -160,7 +180,11 @@ impl Engine {
 
     /// Requires a Swarm manager (stack objects can only be managed there).
     pub async fn require_manager(&self) -> anyhow::Result<()> {
-        let info = self.docker.info().await.map_err(|e| self.error(e, "reading /info"))?;
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| self.error(e, "reading /info"))?;
         let swarm = info.swarm.unwrap_or_default();
         if swarm.control_available != Some(true) {
             let state = swarm
@@ -181,11 +205,18 @@ impl Engine {
 
     /// Wraps an engine error with what was being done; transport failures become
     /// [`Exit::Unreachable`].
-    pub fn error(&self, error: bollard::errors::Error, doing: impl std::fmt::Display) -> anyhow::Error {
+    pub fn error(
+        &self,
+        error: bollard::errors::Error,
+        doing: impl std::fmt::Display,
+    ) -> anyhow::Error {
         if is_transport(&error) {
             coded(
                 Exit::Unreachable,
-                anyhow!("lost the Docker engine at {} while {doing}: {error}", self.host),
+                anyhow!(
+                    "lost the Docker engine at {} while {doing}: {error}",
+                    self.host
+                ),
             )
         } else {
             anyhow!("{doing}: {}", server_message(&error))
@@ -194,8 +225,19 @@ impl Engine {
 }
 
 fn client(host: &str, version: &ClientVersion) -> anyhow::Result<Docker> {
+    // For a unix socket, bollard checks that the socket exists: a missing one means no engine.
     let bad = |e: bollard::errors::Error| {
-        coded(Exit::InvalidInput, anyhow!("invalid Docker host {host:?}: {e}"))
+        if host.starts_with("unix://") || host.starts_with('/') {
+            coded(
+                Exit::Unreachable,
+                anyhow!("cannot reach the Docker engine at {host}: {e} (is dockerd running? set --host or DOCKER_HOST)"),
+            )
+        } else {
+            coded(
+                Exit::InvalidInput,
+                anyhow!("invalid Docker host {host:?}: {e}"),
+            )
+        }
     };
     if let Some(path) = host.strip_prefix("unix://") {
         Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, version).map_err(bad)
@@ -225,7 +267,10 @@ fn unreachable(host: &str, error: bollard::errors::Error) -> anyhow::Error {
     } else {
         coded(
             Exit::Unreachable,
-            anyhow!("the Docker engine at {host} refused /version: {}", server_message(&error)),
+            anyhow!(
+                "the Docker engine at {host} refused /version: {}",
+                server_message(&error)
+            ),
         )
     }
 }
@@ -242,7 +287,10 @@ pub fn is_transport(error: &bollard::errors::Error) -> bool {
 /// The server's message for an error the engine returned, else the error itself.
 pub fn server_message(error: &bollard::errors::Error) -> String {
     match error {
-        bollard::errors::Error::DockerResponseServerError { status_code, message } => {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
             format!("{message} (HTTP {status_code})")
         }
         other => other.to_string(),
@@ -290,7 +338,10 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 
 /// Retries `op` while it fails with "update out of sequence" (each attempt re-reads the object
 /// itself), with a short backoff.
-pub async fn retry_out_of_sequence<T, F, Fut>(what: &str, mut op: F) -> Result<T, bollard::errors::Error>
+pub async fn retry_out_of_sequence<T, F, Fut>(
+    what: &str,
+    mut op: F,
+) -> Result<T, bollard::errors::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, bollard::errors::Error>>,
@@ -328,4 +379,78 @@ pub fn short_id(id: &str) -> &str {
 /// Sleeps between polls.
 pub async fn pause(d: Duration) {
     tokio::time::sleep(d).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_negotiation() {
+        let v = |s: &str| ApiVersion::parse(s).unwrap();
+        // Debian's 20.10.
+        assert_eq!(negotiate(v("1.41"), Some(v("1.12"))).unwrap(), v("1.41"));
+        // Engine 29.0 with its raised minimum: we speak its version, capped at ours.
+        assert_eq!(negotiate(v("1.52"), Some(v("1.44"))).unwrap(), v("1.52"));
+        assert_eq!(negotiate(v("1.56"), Some(v("1.40"))).unwrap(), MAX_API);
+        assert!(negotiate(v("1.40"), None)
+            .unwrap_err()
+            .contains("at least 1.41"));
+        assert!(negotiate(v("1.60"), Some(v("1.55")))
+            .unwrap_err()
+            .contains("1.55 or newer"));
+        assert!(ApiVersion::parse("1.x").is_none());
+        assert!(v("1.9") < v("1.41"));
+    }
+
+    fn out_of_sequence() -> bollard::errors::Error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "rpc error: code = Unknown desc = update out of sequence".into(),
+        }
+    }
+
+    #[test]
+    fn out_of_sequence_updates_are_retried() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let r: Result<usize, _> = block_on(retry_out_of_sequence("test", || async {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n < 3 {
+                Err(out_of_sequence())
+            } else {
+                Ok(n)
+            }
+        }));
+        assert_eq!(r.unwrap(), 3);
+        // Other errors are not retried.
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let r: Result<(), _> = block_on(retry_out_of_sequence("test", || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message: "no such service".into(),
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(calls.into_inner(), 1);
+    }
+
+    #[test]
+    fn host_addresses() {
+        let e = |host: &str| {
+            Engine {
+                docker: Docker::connect_with_http("tcp://127.0.0.1:1", 1, API_DEFAULT).unwrap(),
+                host: host.into(),
+                api: MIN_API,
+                server_api: MIN_API,
+                server_min_api: None,
+                server_version: String::new(),
+            }
+            .host_address()
+        };
+        assert_eq!(e("tcp://10.99.0.1:2375"), "10.99.0.1");
+        assert_eq!(e("unix:///var/run/docker.sock"), "127.0.0.1");
+    }
+
+    const API_DEFAULT: &ClientVersion = bollard::API_DEFAULT_VERSION;
 }

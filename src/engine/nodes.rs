@@ -46,7 +46,10 @@ impl NodeInfo {
                 .availability
                 .map(|a| lower(a.to_string()))
                 .unwrap_or_default(),
-            state: status.state.map(|s| lower(s.to_string())).unwrap_or_default(),
+            state: status
+                .state
+                .map(|s| lower(s.to_string()))
+                .unwrap_or_default(),
             addr: status.addr.unwrap_or_default(),
             leader: node
                 .manager_status
@@ -99,7 +102,15 @@ fn not_a_manager(engine: &Engine, e: bollard::errors::Error) -> anyhow::Error {
 fn candidates(nodes: &[NodeInfo]) -> String {
     nodes
         .iter()
-        .map(|n| format!("{} [{}, {}, {}]", n.display(), n.role, n.state, n.availability))
+        .map(|n| {
+            format!(
+                "{} [{}, {}, {}]",
+                n.display(),
+                n.role,
+                n.state,
+                n.availability
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -113,17 +124,24 @@ pub fn choose<'a>(nodes: &'a [NodeInfo], name: Option<&str>) -> anyhow::Result<&
                 return Ok(n);
             }
             let by_host: Vec<&NodeInfo> = nodes.iter().filter(|n| n.hostname == name).collect();
-            let by_prefix: Vec<&NodeInfo> = nodes.iter().filter(|n| n.id.starts_with(name)).collect();
+            let by_prefix: Vec<&NodeInfo> =
+                nodes.iter().filter(|n| n.id.starts_with(name)).collect();
             match (by_host.as_slice(), by_prefix.as_slice()) {
                 ([one], _) => Ok(one),
                 ([], [one]) => Ok(one),
                 ([], []) => Err(coded(
                     Exit::InvalidInput,
-                    anyhow!("no swarm node is named {name:?}; nodes: {}", candidates(nodes)),
+                    anyhow!(
+                        "no swarm node is named {name:?}; nodes: {}",
+                        candidates(nodes)
+                    ),
                 )),
                 _ => Err(coded(
                     Exit::InvalidInput,
-                    anyhow!("{name:?} matches several nodes; use the node ID: {}", candidates(nodes)),
+                    anyhow!(
+                        "{name:?} matches several nodes; use the node ID: {}",
+                        candidates(nodes)
+                    ),
                 )),
             }
         }
@@ -176,9 +194,11 @@ pub async fn set_label(
             None => labels.remove(key),
         };
         let version = node.version.and_then(|v| v.index).unwrap_or(0);
-        let version = i64::try_from(version).map_err(|_| bollard::errors::Error::DockerResponseServerError {
-            status_code: 0,
-            message: format!("node version index {version} overflows"),
+        let version = i64::try_from(version).map_err(|_| {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 0,
+                message: format!("node version index {version} overflows"),
+            }
         })?;
         // Role and Availability travel with the spec (the engine refuses an empty Role).
         engine
@@ -189,7 +209,10 @@ pub async fn set_label(
         Ok(())
     })
     .await
-    .engine(engine, format_args!("updating the labels of node {node_id}"))?;
+    .engine(
+        engine,
+        format_args!("updating the labels of node {node_id}"),
+    )?;
     Ok(changed.into_inner())
 }
 
@@ -260,4 +283,42 @@ async fn refreshed(engine: &Engine, id: &str) -> anyhow::Result<NodeInfo> {
         .await
         .engine(engine, format_args!("inspecting node {id}"))?;
     Ok(NodeInfo::from_node(&node))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, host: &str) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            hostname: host.into(),
+            role: "manager".into(),
+            availability: "active".into(),
+            state: "ready".into(),
+            addr: String::new(),
+            leader: false,
+            storage: false,
+            labels: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn choosing_a_node() {
+        let one = [node("abc123", "vm1")];
+        assert_eq!(choose(&one, None).unwrap().id, "abc123");
+        let two = [node("abc123", "vm1"), node("abd456", "vm2")];
+        assert_eq!(choose(&two, Some("vm2")).unwrap().id, "abd456");
+        assert_eq!(choose(&two, Some("abc")).unwrap().id, "abc123");
+        assert_eq!(choose(&two, Some("abd456")).unwrap().id, "abd456");
+        let ambiguous = choose(&two, None).unwrap_err().to_string();
+        assert!(
+            ambiguous.contains("vm1") && ambiguous.contains("vm2"),
+            "{ambiguous}"
+        );
+        let prefix = choose(&two, Some("ab")).unwrap_err().to_string();
+        assert!(prefix.contains("matches several nodes"), "{prefix}");
+        let missing = choose(&two, Some("vm3")).unwrap_err();
+        assert_eq!(crate::output::exit_of(&missing), Exit::InvalidInput);
+    }
 }

@@ -71,7 +71,10 @@ pub async fn http_get(host: &str, port: u16, path: &str) -> Result<(u16, String)
             .and_then(|s| s.parse::<u16>().ok())
             .filter(|_| status_line.starts_with("HTTP/"))
             .ok_or_else(|| format!("not an HTTP answer: {:?}", truncate(status_line, 60)))?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Ok((status, body))
     };
     match tokio::time::timeout(TIMEOUT, attempt).await {
@@ -95,7 +98,8 @@ pub async fn probe_data(host: &str, port: u16) -> ProbeResult {
         Ok((200, _)) => (ProbeState::Ok, "HTTP 200".to_string()),
         Ok((404, _)) => (
             ProbeState::Unknown,
-            "the server answers but has no /_/health route (HTTP 404); its health is unknown".into(),
+            "the server answers but has no /_/health route (HTTP 404); its health is unknown"
+                .into(),
         ),
         Ok((status, body)) if status >= 500 => (
             ProbeState::Failed,
@@ -122,7 +126,11 @@ pub async fn probe_metadata(host: &str, port: u16) -> ProbeResult {
     let (state, detail, url) = match health {
         Ok((200, _)) => (ProbeState::Ok, "HTTP 200".to_string(), health_url),
         Err(e) => (ProbeState::Failed, e, health_url),
-        Ok((status, _)) if status >= 500 => (ProbeState::Failed, format!("HTTP {status} on /_/health"), health_url),
+        Ok((status, _)) if status >= 500 => (
+            ProbeState::Failed,
+            format!("HTTP {status} on /_/health"),
+            health_url,
+        ),
         Ok((status, _)) => {
             let path = "/socket.io/?EIO=4&transport=polling";
             let url = format!("http://{host}:{port}{path}");

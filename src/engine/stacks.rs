@@ -50,13 +50,19 @@ pub async fn objects(engine: &Engine, stack: &str) -> anyhow::Result<StackObject
             status: Some(true),
         }))
         .await
-        .engine(engine, format_args!("listing the services of stack {stack}"))?;
+        .engine(
+            engine,
+            format_args!("listing the services of stack {stack}"),
+        )?;
     let networks = d
         .list_networks(Some(ListNetworksOptions {
             filters: Some(filters.clone()),
         }))
         .await
-        .engine(engine, format_args!("listing the networks of stack {stack}"))?;
+        .engine(
+            engine,
+            format_args!("listing the networks of stack {stack}"),
+        )?;
     let secrets = d
         .list_secrets(Some(ListSecretsOptions {
             filters: Some(filters.clone()),
@@ -85,7 +91,10 @@ pub async fn objects(engine: &Engine, stack: &str) -> anyhow::Result<StackObject
 
 /// The names of the Zenko stacks present (found by the marker on any of their objects).
 pub async fn zenko_stacks(engine: &Engine) -> anyhow::Result<Vec<String>> {
-    let filters = label_filter(&[(MANAGED_LABEL, Some(MANAGED_VALUE)), (NAMESPACE_LABEL, None)]);
+    let filters = label_filter(&[
+        (MANAGED_LABEL, Some(MANAGED_VALUE)),
+        (NAMESPACE_LABEL, None),
+    ]);
     let d = &engine.docker;
     let mut names = BTreeSet::new();
     let mut add = |labels: Option<&std::collections::HashMap<String, String>>| {
@@ -160,11 +169,16 @@ pub async fn current_tasks(engine: &Engine, service_id: &str) -> anyhow::Result<
             filters: Some(filters),
         }))
         .await
-        .engine(engine, format_args!("listing the tasks of service {service_id}"))
+        .engine(
+            engine,
+            format_args!("listing the tasks of service {service_id}"),
+        )
 }
 
 /// Node ID -> hostname, and the IDs of nodes that are down.
-pub async fn node_names(engine: &Engine) -> anyhow::Result<(BTreeMap<String, super::nodes::NodeInfo>, BTreeSet<String>)> {
+pub async fn node_names(
+    engine: &Engine,
+) -> anyhow::Result<(BTreeMap<String, super::nodes::NodeInfo>, BTreeSet<String>)> {
     let nodes = super::nodes::list(engine).await?;
     let down = nodes
         .iter()
@@ -175,6 +189,33 @@ pub async fn node_names(engine: &Engine) -> anyhow::Result<(BTreeMap<String, sup
 }
 
 /// The exact-name match among objects returned by a (prefix-matching) name filter.
-pub fn exact<'a, T>(items: &'a [T], name: &str, name_of: impl Fn(&T) -> Option<&str>) -> Option<&'a T> {
+pub fn exact<'a, T>(
+    items: &'a [T],
+    name: &str,
+    name_of: impl Fn(&T) -> Option<&str>,
+) -> Option<&'a T> {
     items.iter().find(|i| name_of(i) == Some(name))
+}
+
+/// The names of the stacks whose Zenko volumes are on this engine's node (volumes outlive their
+/// stack unless removed with `teardown --volumes`).
+pub async fn zenko_volume_stacks(engine: &Engine) -> anyhow::Result<Vec<String>> {
+    let filters = label_filter(&[
+        (MANAGED_LABEL, Some(MANAGED_VALUE)),
+        (NAMESPACE_LABEL, None),
+    ]);
+    let listed = engine
+        .docker
+        .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .engine(engine, "listing Zenko volumes")?;
+    let names: BTreeSet<String> = listed
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.labels.get(NAMESPACE_LABEL).cloned())
+        .collect();
+    Ok(names.into_iter().collect())
 }

@@ -100,7 +100,10 @@ fn module_ports(service: &Service) -> (Option<u16>, Option<u16>) {
     match value("--only").as_deref() {
         Some("metadata") => (Some(port("--metadata-addr", 9990)), None),
         Some("data") => (None, Some(port("--data-addr", 9991))),
-        _ => (Some(port("--metadata-addr", 9990)), Some(port("--data-addr", 9991))),
+        _ => (
+            Some(port("--metadata-addr", 9990)),
+            Some(port("--data-addr", 9991)),
+        ),
     }
 }
 
@@ -123,7 +126,10 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
                         },
                     ))
                     .await?;
-                    r.problems.push(format!("several Zenko stacks are deployed: {}", many.join(", ")));
+                    r.problems.push(format!(
+                        "several Zenko stacks are deployed: {}",
+                        many.join(", ")
+                    ));
                     r.health = Health::Degraded.max_with(r.health);
                     return Ok(r);
                 }
@@ -147,7 +153,10 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
             status: Some(true),
         }))
         .await
-        .engine(engine, format_args!("listing the services of stack {stack}"))?;
+        .engine(
+            engine,
+            format_args!("listing the services of stack {stack}"),
+        )?;
     let (nodes, _down) = stacks::node_names(engine).await?;
     let node_label = |id: &str| {
         nodes
@@ -195,12 +204,16 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
             .and_then(|u| u.state)
             .map(|s| s.to_string())
             .filter(|s| !s.is_empty());
-        let update_message = service.update_status.as_ref().and_then(|u| u.message.clone());
+        let update_message = service
+            .update_status
+            .as_ref()
+            .and_then(|u| u.message.clone());
         if running < desired {
             let err = infos.iter().find_map(|t| t.error.clone());
             problems.push(format!(
                 "{name}: {running}/{desired} running{}",
-                err.map(|e| format!(" (last task error: {e})")).unwrap_or_default()
+                err.map(|e| format!(" (last task error: {e})"))
+                    .unwrap_or_default()
             ));
         }
         if let Some(s) = &update_state {
@@ -221,10 +234,16 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
             .map(|p| {
                 format!(
                     "{}->{}/{} ({})",
-                    p.published_port.map(|p| p.to_string()).unwrap_or_else(|| "*".into()),
+                    p.published_port
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "*".into()),
                     p.target_port.unwrap_or(0),
-                    p.protocol.map(|p| p.to_string()).unwrap_or_else(|| "tcp".into()),
-                    p.publish_mode.map(|p| p.to_string()).unwrap_or_else(|| "ingress".into())
+                    p.protocol
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "tcp".into()),
+                    p.publish_mode
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "ingress".into())
                 )
             })
             .collect();
@@ -238,9 +257,15 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
                 .and_then(|t| t.node_id.clone());
             for (target, port) in [("metadata", meta), ("data", data)] {
                 let Some(port) = port else { continue };
-                let published = ports_cfg.iter().find(|p| p.target_port == Some(port as i64));
-                let Some(published) = published.and_then(|p| p.published_port.map(|pp| (pp, p.publish_mode))) else {
-                    notes.push(format!("{name}: the {target} port {port} is not published; not probed"));
+                let published = ports_cfg
+                    .iter()
+                    .find(|p| p.target_port == Some(port as i64));
+                let Some(published) =
+                    published.and_then(|p| p.published_port.map(|pp| (pp, p.publish_mode)))
+                else {
+                    notes.push(format!(
+                        "{name}: the {target} port {port} is not published; not probed"
+                    ));
                     probes.push(ProbeResult {
                         target: target.into(),
                         url: String::new(),
@@ -267,8 +292,13 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
                 };
                 result.target = format!("{name} {target}");
                 match result.state {
-                    ProbeState::Failed => problems.push(format!("{}: {} ({})", result.target, result.detail, result.url)),
-                    ProbeState::Unknown => notes.push(format!("{}: {}", result.target, result.detail)),
+                    ProbeState::Failed => problems.push(format!(
+                        "{}: {} ({})",
+                        result.target, result.detail, result.url
+                    )),
+                    ProbeState::Unknown => {
+                        notes.push(format!("{}: {}", result.target, result.detail))
+                    }
                     ProbeState::Ok => {}
                 }
                 probes.push(result);
@@ -292,11 +322,10 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
     let health = if out.is_empty() {
         problems.push(format!("stack {stack} has no services"));
         Health::Down
-    } else if out.iter().all(|s| s.running == 0) {
-        Health::Down
-    } else if !probes.is_empty()
-        && probes.iter().all(|p| p.state == ProbeState::Failed)
+    } else if out.iter().all(|s| s.running == 0)
+        || (!probes.is_empty() && probes.iter().all(|p| p.state == ProbeState::Failed))
     {
+        // Nothing runs, or nothing of what runs answers.
         Health::Down
     } else if problems.is_empty() {
         Health::Healthy

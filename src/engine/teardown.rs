@@ -49,7 +49,11 @@ pub async fn remove_stack(
     let mut removal = Removal {
         stack: stack.to_string(),
         services: objects.service_names(),
-        networks: objects.networks.iter().filter_map(|n| n.name.clone()).collect(),
+        networks: objects
+            .networks
+            .iter()
+            .filter_map(|n| n.name.clone())
+            .collect(),
         secrets: objects
             .secrets
             .iter()
@@ -105,7 +109,10 @@ pub async fn remove_stack(
             break;
         }
         if !announced {
-            progress(format!("waiting for {} task(s) of stack {stack} to stop", left.len()));
+            progress(format!(
+                "waiting for {} task(s) of stack {stack} to stop",
+                left.len()
+            ));
             announced = true;
         }
         if Instant::now() > deadline {
@@ -156,7 +163,11 @@ pub async fn remove_stack(
             let id = n.id.clone().unwrap_or_default();
             if let Err(e) = engine.docker.remove_network(&id).await {
                 if !is_not_found(&e) {
-                    problems.push(format!("network {}: {}", n.name.clone().unwrap_or(id), server_message(&e)));
+                    problems.push(format!(
+                        "network {}: {}",
+                        n.name.clone().unwrap_or(id),
+                        server_message(&e)
+                    ));
                 }
             }
         }
@@ -200,7 +211,10 @@ pub async fn remove_stack(
 /// Refuses to remove a stack that zenkoctl does not manage (objects without the marker).
 fn refuse_foreign(stack: &str, objects: &StackObjects) -> anyhow::Result<()> {
     let managed = |labels: Option<&std::collections::HashMap<String, String>>| {
-        labels.and_then(|l| l.get(MANAGED_LABEL)).map(String::as_str) == Some(MANAGED_VALUE)
+        labels
+            .and_then(|l| l.get(MANAGED_LABEL))
+            .map(String::as_str)
+            == Some(MANAGED_VALUE)
     };
     let foreign = objects
         .services
@@ -223,7 +237,11 @@ fn describe(objects: &StackObjects) -> String {
     if !objects.services.is_empty() {
         parts.push(format!("services {}", objects.service_names().join(", ")));
     }
-    let names: Vec<String> = objects.networks.iter().filter_map(|n| n.name.clone()).collect();
+    let names: Vec<String> = objects
+        .networks
+        .iter()
+        .filter_map(|n| n.name.clone())
+        .collect();
     if !names.is_empty() {
         parts.push(format!("networks {}", names.join(", ")));
     }
@@ -237,7 +255,11 @@ fn describe(objects: &StackObjects) -> String {
 }
 
 /// Removes the stack's volumes on this engine, retrying while a stopping container holds one.
-async fn remove_volumes(engine: &Engine, stack: &str, deadline: Instant) -> anyhow::Result<Vec<String>> {
+async fn remove_volumes(
+    engine: &Engine,
+    stack: &str,
+    deadline: Instant,
+) -> anyhow::Result<Vec<String>> {
     let filters = label_filter(&[(NAMESPACE_LABEL, Some(stack))]);
     let listed = engine
         .docker
@@ -290,7 +312,18 @@ pub async fn teardown(
     engine.require_manager().await?;
     let stacks = match stack {
         Some(s) => vec![s.to_string()],
-        None => stacks::zenko_stacks(engine).await?,
+        None => {
+            let mut found = stacks::zenko_stacks(engine).await?;
+            if volumes {
+                // Stacks removed earlier without --volumes left their volumes behind.
+                for s in stacks::zenko_volume_stacks(engine).await? {
+                    if !found.contains(&s) {
+                        found.push(s);
+                    }
+                }
+            }
+            found
+        }
     };
     let mut removed = Vec::new();
     for s in &stacks {
