@@ -181,7 +181,7 @@ fn two_nodes_registry_pull_on_the_worker_and_complete_teardown() {
     assert!(!netns.contains("zenkoctl-lab"), "{netns}");
     let links = sh("ip -o link show");
     assert!(!links.contains("zkl-"), "{links}");
-    let rules = sh("iptables -S FORWARD");
+    let rules = sh("iptables -S FORWARD; iptables -t nat -S POSTROUTING");
     assert!(!rules.contains("zenkoctl-lab"), "{rules}");
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(!mounts.contains(&dir), "mounts left under {dir}");
