@@ -170,13 +170,15 @@ pub async fn ensure_swarm(engine: &Engine, progress: Progress<'_>) -> anyhow::Re
                 initialized: false,
             })
         }
-        Some(LocalNodeState::ACTIVE) => return Err(coded(
-            Exit::Failure,
-            anyhow!(
+        Some(LocalNodeState::ACTIVE) => {
+            return Err(coded(
+                Exit::Failure,
+                anyhow!(
                 "the engine at {} is a swarm worker; run `zenkoctl up` against a manager (--host)",
                 engine.host
             ),
-        )),
+            ))
+        }
         Some(LocalNodeState::INACTIVE) | None => {}
         Some(other) => bail!(
             "the engine's swarm state is {other:?}; wait for it to settle, or leave the swarm"
