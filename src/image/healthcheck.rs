@@ -118,12 +118,14 @@ pub fn probe(target: &Target, timeout: Duration) -> Result<String, ProbeError> {
     stream
         .set_write_timeout(Some(left))
         .map_err(|e| unhealthy(e.into()))?;
-    write!(
-        stream,
+    // One write: the whole request in one segment (a `write!` would issue several).
+    let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: zenkoctl-healthcheck\r\nConnection: close\r\n\r\n",
         target.path, target.authority
-    )
-    .map_err(|e| unhealthy(anyhow!(e).context("cannot send the request")))?;
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| unhealthy(anyhow!(e).context("cannot send the request")))?;
     let mut response = Vec::new();
     stream
         .take(64 * 1024)
@@ -242,10 +244,18 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let handle = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
+            // Read the whole request head before answering, as a server does.
+            let mut request = Vec::new();
             let mut buf = [0u8; 1024];
-            let n = s.read(&mut buf).unwrap();
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
             s.write_all(answer.as_bytes()).unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
+            String::from_utf8_lossy(&request).into_owned()
         });
         (port, handle)
     }
