@@ -9,6 +9,7 @@
 //! - [`engine`]: the Swarm controller (Docker Engine API): nodes, deploy, teardown, status;
 //! - [`image`]: the module image: build (streamed contexts, the offline FROM scratch image),
 //!   push (docker-config credentials, URL-safe registry auth), and its self healthcheck;
+//! - [`up`]: `zenkoctl up`/`down`, the module stack on this machine from nothing;
 //! - [`cli`]: the thin command layer;
 //! - [`output`]: how results reach people (progress, text) and machines (JSON, exit codes).
 
@@ -19,3 +20,4 @@ pub mod image;
 pub mod output;
 pub mod server;
 pub mod stack;
+pub mod up;

@@ -66,7 +66,7 @@ fn unset_variables_are_warned_about() {
 
 #[test]
 fn a_command_not_built_yet_says_so_and_fails() {
-    let out = zenkoctl().args(["up"]).output().unwrap();
+    let out = zenkoctl().args(["serve"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not built yet"), "{stderr}");

@@ -9,6 +9,7 @@ use crate::output::{self, coded, Exit, Format, Output};
 
 mod build;
 mod deploy;
+mod down;
 mod healthcheck;
 mod node;
 mod not_built;
@@ -18,6 +19,7 @@ mod render;
 mod serve;
 mod status;
 mod teardown;
+mod up;
 
 /// Run Zenko's storage modules on Docker Swarm.
 #[derive(Debug, Parser)]
@@ -40,9 +42,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Set up and run a local single-node Zenko module stack (engine, swarm, image, deploy).
-    Up(not_built::Args),
+    Up(up::UpArgs),
     /// Remove what `up` created.
-    Down(not_built::Args),
+    Down(down::DownArgs),
     /// Deploy the Zenko stack to the swarm and wait until it is converged and healthy.
     Deploy(deploy::DeployArgs),
     /// Remove the Zenko stack and wait until it is really gone.
@@ -110,6 +112,8 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(args, &ctx),
         Command::Node(args) => node::run(args, &ctx),
         Command::Build(args) => build::run(args, &ctx),
+        Command::Up(args) => up::run(args, &ctx),
+        Command::Down(args) => down::run(args, &ctx),
         Command::Push(args) => push::run(args, &ctx),
         Command::Healthcheck(args) => healthcheck::run(args, &ctx),
         _ => Err(coded(
