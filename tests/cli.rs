@@ -65,14 +65,6 @@ fn unset_variables_are_warned_about() {
 }
 
 #[test]
-fn a_command_not_built_yet_says_so_and_fails() {
-    let out = zenkoctl().args(["serve"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not built yet"), "{stderr}");
-}
-
-#[test]
 fn usage_errors_exit_2() {
     let out = zenkoctl().args(["render", "--bogus"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -5,14 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::output::{self, coded, Exit, Format, Output};
+use crate::output::{self, Format, Output};
 
 mod build;
 mod deploy;
 mod down;
 mod healthcheck;
 mod node;
-mod not_built;
 mod plan;
 mod push;
 mod render;
@@ -75,25 +74,6 @@ pub struct Context {
     pub host: Option<String>,
 }
 
-impl Command {
-    fn name(&self) -> &'static str {
-        match self {
-            Command::Up(_) => "up",
-            Command::Down(_) => "down",
-            Command::Deploy(_) => "deploy",
-            Command::Teardown(_) => "teardown",
-            Command::Render(_) => "render",
-            Command::Plan(_) => "plan",
-            Command::Status(_) => "status",
-            Command::Node(_) => "node",
-            Command::Build(_) => "build",
-            Command::Push(_) => "push",
-            Command::Serve(_) => "serve",
-            Command::Healthcheck(_) => "healthcheck",
-        }
-    }
-}
-
 /// Entry point of the binary: parse, run, map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -102,7 +82,6 @@ pub fn main() -> ExitCode {
         output: Output::new(cli.output),
         host: cli.host.clone(),
     };
-    let name = cli.command.name();
     let result = match cli.command {
         Command::Render(args) => render::run(args, &ctx),
         Command::Serve(args) => serve::run(args, &ctx),
@@ -116,10 +95,6 @@ pub fn main() -> ExitCode {
         Command::Down(args) => down::run(args, &ctx),
         Command::Push(args) => push::run(args, &ctx),
         Command::Healthcheck(args) => healthcheck::run(args, &ctx),
-        _ => Err(coded(
-            Exit::NotImplemented,
-            anyhow::anyhow!("`zenkoctl {name}` is not built yet in this version"),
-        )),
     };
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
