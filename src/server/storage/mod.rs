@@ -30,6 +30,7 @@
 //! without blocking writers. **Choice: redb.**
 
 pub mod conformance;
+pub mod mongo;
 pub mod redb_store;
 
 use std::future::Future;
