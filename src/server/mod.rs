@@ -145,15 +145,54 @@ pub async fn serve(
         }
         None => None,
     };
-    shutdown.await;
+    // Run until the signal, or until a service stops on its own (an error): then stop the
+    // other one too rather than serving half of the deployment.
+    let mut tasks: Vec<ServiceTask> = [("metadata", md_task), ("data", data_task)]
+        .into_iter()
+        .filter_map(|(name, t)| t.map(|t| (name, t)))
+        .collect();
+    let early = tokio::select! {
+        _ = shutdown => None,
+        done = first_finished(&mut tasks) => Some(done),
+    };
     let _ = stop_tx.send(true);
-    for (name, task) in [("metadata", md_task), ("data", data_task)] {
-        if let Some(task) = task {
-            task.await
-                .with_context(|| format!("the {name} service task failed"))??;
+    let mut result = Ok(());
+    if let Some((i, outcome)) = early {
+        let (name, _) = tasks.remove(i);
+        result = match outcome {
+            Ok(Ok(())) => Err(anyhow::anyhow!("the {name} service stopped unexpectedly")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("the {name} service task failed"))),
+        };
+    }
+    for (name, task) in tasks {
+        let r = task
+            .await
+            .with_context(|| format!("the {name} service task failed"))
+            .and_then(|r| r);
+        if result.is_ok() {
+            result = r;
         }
     }
-    Ok(())
+    result
+}
+
+type ServiceTask<'a> = (&'a str, tokio::task::JoinHandle<anyhow::Result<()>>);
+
+/// The index and outcome of the first task of `tasks` to finish (pending forever if none).
+async fn first_finished(
+    tasks: &mut [ServiceTask<'_>],
+) -> (usize, Result<anyhow::Result<()>, tokio::task::JoinError>) {
+    use std::future::Future;
+    std::future::poll_fn(|cx| {
+        for (i, (_, t)) in tasks.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(out) = std::pin::Pin::new(t).poll(cx) {
+                return std::task::Poll::Ready((i, out));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Watches SIGTERM (what Docker sends on stop) and SIGINT from now on; the returned future

@@ -212,10 +212,17 @@ pub fn run_checks(script: &str, addr: SocketAddr, extra: &[&str]) -> ChecksRun {
 // ---------------------------------------------------------------------------------------------
 // A raw Engine.IO 4 long-polling client, one HTTP/1.1 request per connection.
 
+/// An Engine.IO session over long-polling. A background thread keeps one GET pending at all
+/// times (as a real client does: aborting a poll would make the next one overlap it, which
+/// servers answer with 400), answers pings, and queues the packets it receives.
 pub struct Polling {
     pub addr: SocketAddr,
     pub sid: String,
     pub handshake: Value,
+    rx: std::sync::Mutex<std::sync::mpsc::Receiver<String>>,
+    pending: std::sync::Mutex<std::collections::VecDeque<String>>,
+    pub closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One HTTP exchange; returns (status, body).
@@ -281,10 +288,58 @@ impl Polling {
             .strip_prefix('0')
             .unwrap_or_else(|| panic!("handshake body {body:?}"));
         let handshake: Value = serde_json::from_str(json).expect("handshake JSON");
+        let sid = handshake["sid"].as_str().unwrap().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (closed, stop, sid) = (closed.clone(), stop.clone(), sid.clone());
+            std::thread::spawn(move || {
+                use std::sync::atomic::Ordering::SeqCst;
+                let target = format!("/socket.io/?EIO=4&transport=polling&t=c&sid={sid}");
+                while !stop.load(SeqCst) {
+                    match http(addr, "GET", &target, b"", Duration::from_secs(60)) {
+                        Ok((200, body)) => {
+                            for p in body.split('\x1e') {
+                                match p {
+                                    "2" => {
+                                        let _ = http(
+                                            addr,
+                                            "POST",
+                                            &target,
+                                            b"3",
+                                            Duration::from_secs(5),
+                                        );
+                                    }
+                                    "1" => {
+                                        closed.store(true, SeqCst);
+                                        return;
+                                    }
+                                    "6" | "" => {}
+                                    other => {
+                                        if tx.send(other.to_string()).is_err() {
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        _ => {
+                            closed.store(true, SeqCst);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
         Polling {
             addr,
-            sid: handshake["sid"].as_str().unwrap().to_string(),
+            sid,
             handshake,
+            rx: std::sync::Mutex::new(rx),
+            pending: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            closed,
+            stop,
         }
     }
 
@@ -304,49 +359,27 @@ impl Polling {
         .expect("POST")
     }
 
-    /// One long poll: the Engine.IO packets the server had (waits up to `timeout`). Pings are
-    /// answered and not returned. `None` when the poll timed out.
-    pub fn poll(&self, timeout: Duration) -> Option<Vec<String>> {
-        match http(self.addr, "GET", &self.target(), b"", timeout) {
-            Ok((200, body)) => {
-                let mut out = Vec::new();
-                for p in body.split('\x1e') {
-                    if p == "2" {
-                        self.post(&["3"]);
-                    } else if !p.is_empty() {
-                        out.push(p.to_string());
-                    }
-                }
-                Some(out)
-            }
-            Ok((status, body)) => panic!("poll: HTTP {status} {body}"),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                None
-            }
-            Err(e) => panic!("poll: {e}"),
+    /// The next Engine.IO packet received (pings excluded), waiting up to `timeout`.
+    pub fn next(&self, timeout: Duration) -> Option<String> {
+        if let Some(p) = self.pending.lock().unwrap().pop_front() {
+            return Some(p);
         }
+        self.rx.lock().unwrap().recv_timeout(timeout).ok()
     }
 
-    /// Polls until `want` socket.io packets (Engine.IO `4` messages, prefix stripped) arrived or
-    /// `timeout` passed.
+    /// Up to `want` socket.io packets (Engine.IO `4` messages, prefix stripped), waiting at most
+    /// `timeout` in all.
     pub fn messages(&self, want: usize, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         let mut got = Vec::new();
         while got.len() < want {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match self.poll(left) {
-                Some(ps) => got.extend(
-                    ps.into_iter()
-                        .filter_map(|p| p.strip_prefix('4').map(String::from)),
-                ),
+            match self.next(left) {
+                Some(p) => {
+                    if let Some(m) = p.strip_prefix('4') {
+                        got.push(m.to_string());
+                    }
+                }
                 None => break,
             }
         }
@@ -371,20 +404,50 @@ impl Polling {
         self.ack(ns, id)
     }
 
-    /// Waits for the ack `id` on `ns`, ignoring other packets.
+    /// Waits for the ack `id` on `ns`; other packets stay queued, in order.
     pub fn ack(&self, ns: &str, id: u64) -> Value {
-        let prefix = format!("3{ns},{id}");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let prefix = format!("43{ns},{id}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut others = Vec::new();
+        let mut found = None;
         while Instant::now() < deadline {
-            for m in self.messages(1, Duration::from_secs(10)) {
-                if let Some(rest) = m.strip_prefix(&prefix) {
-                    if rest.starts_with('[') {
-                        return serde_json::from_str(rest).expect("ack JSON");
+            match self.next(deadline.saturating_duration_since(Instant::now())) {
+                Some(p) => match p.strip_prefix(&prefix) {
+                    Some(rest) if rest.starts_with('[') => {
+                        found = Some(serde_json::from_str(rest).expect("ack JSON"));
+                        break;
                     }
-                }
+                    _ => others.push(p),
+                },
+                None => break,
             }
         }
-        panic!("no ack {id} on {ns}");
+        let mut pending = self.pending.lock().unwrap();
+        for p in others.into_iter().rev() {
+            pending.push_front(p);
+        }
+        found.unwrap_or_else(|| {
+            panic!(
+                "no ack {id} on {ns} within 30 s (session {} closed: {}; {} other packets queued)",
+                self.sid,
+                self.closed.load(std::sync::atomic::Ordering::SeqCst),
+                pending.len()
+            )
+        })
+    }
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Close the session so the poller thread's pending GET returns.
+        let _ = http(
+            self.addr,
+            "POST",
+            &self.target(),
+            b"1",
+            Duration::from_secs(2),
+        );
     }
 }
 
@@ -394,4 +457,49 @@ pub fn parse_event(ns: &str, m: &str) -> Option<(Option<u64>, Value)> {
     let json_at = rest.find('[')?;
     let id = rest[..json_at].parse().ok();
     Some((id, serde_json::from_str(&rest[json_at..]).ok()?))
+}
+
+/// Consumes the stream announced by `marker` (a call's result), acking every event at once as
+/// Arsenal's client does, and calls `each` with every item in order. Returns the item count.
+pub fn consume_stream(p: &Polling, ns: &str, marker: &Value, mut each: impl FnMut(Value)) -> usize {
+    let sid = marker["$streamId"]
+        .as_str()
+        .expect("a stream marker")
+        .to_string();
+    let mut n = 0;
+    let mut idle = Instant::now();
+    loop {
+        assert!(
+            idle.elapsed() < Duration::from_secs(30),
+            "stream {sid} stalled after {n} items"
+        );
+        let Some(m) = p.messages(1, Duration::from_secs(1)).pop() else {
+            continue;
+        };
+        idle = Instant::now();
+        let Some((ack_id, ev)) = parse_event(ns, &m) else {
+            continue;
+        };
+        if ev[1]["streamId"] != Value::String(sid.clone()) {
+            continue;
+        }
+        if let Some(id) = ack_id {
+            p.post(&[&format!("43{ns},{id}[null]")]);
+        }
+        match ev[0].as_str().unwrap() {
+            "stream-data" => {
+                for item in ev[1]["data"].as_array().expect("data array") {
+                    each(item.clone());
+                    n += 1;
+                }
+            }
+            "stream-end" => {
+                p.post(&[&format!(
+                    "42{ns},[\"stream-hangup\",{{\"streamId\":\"{sid}\"}}]"
+                )]);
+                return n;
+            }
+            other => panic!("stream {sid}: {other} {}", ev[1]),
+        }
+    }
 }

@@ -141,7 +141,7 @@ fn on_connect(s: SocketRef, kind: Ns, svc: Arc<MetadataService>, metrics: Arc<Me
                     .unwrap_or("<none>")
                     .to_string();
                 let timer = metrics.call_started(&method);
-                let reply = dispatch(&s, kind, &svc, &streams, &metrics, &args).await;
+                let reply = dispatch(kind, &svc, &streams, &args).await;
                 let code = reply.as_ref().map_or_else(MdError::code, |_| 200);
                 let sent = match reply {
                     Ok(Reply::Value(v)) => ack.send(&(Value::Null, v)).map(|_| None),
@@ -215,11 +215,9 @@ fn stream_marker(id: &str) -> Value {
 }
 
 async fn dispatch(
-    _s: &SocketRef,
     kind: Ns,
     svc: &MetadataService,
     streams: &StreamRegistry,
-    _metrics: &Metrics,
     args: &[Value],
 ) -> Result<Reply, MdError> {
     let method = match args.first() {

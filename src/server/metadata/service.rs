@@ -436,8 +436,8 @@ fn record_item(v: &[u8]) -> Value {
     Value::Object(item)
 }
 
-/// The smallest key greater than every key starting with `prefix`... for prefixes ending in
-/// `!` (0x21), `"` works.
+/// An exclusive upper bound for every key starting with `prefix`: the prefix with its last byte
+/// incremented (sublevel prefixes end with `!`, so this never overflows).
 fn inc_prefix(prefix: &[u8]) -> Vec<u8> {
     let mut p = prefix.to_vec();
     if let Some(last) = p.last_mut() {

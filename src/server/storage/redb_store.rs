@@ -26,6 +26,9 @@ const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rootDB");
 /// Upper bound on one group commit, to keep commit latency and memory bounded.
 const MAX_GROUP_BATCHES: usize = 512;
 const MAX_GROUP_BYTES: usize = 32 << 20;
+/// redb's page cache (its default is 1 GiB). Hot metadata (bucket attributes, recent objects)
+/// stays cached; RSS is bounded by this plus the service's own bounded buffers.
+const CACHE_BYTES: usize = 256 << 20;
 
 type Reply = oneshot::Sender<Result<(), StorageError>>;
 
@@ -40,7 +43,9 @@ impl RedbStore {
     /// Open (or create) the database file at `path`. The parent directory must exist.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let ctx = |what: &str| format!("{what} {}", path.display());
-        let db = redb::Database::create(path)
+        let db = redb::Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
             .map_err(|e| StorageError::backend(BACKEND, ctx("opening"), e))?;
         // Create the table up front so readers never see "table does not exist".
         let txn = db
