@@ -75,7 +75,12 @@ pub fn run(config: ServeConfig, on_ready: impl Fn(&str, SocketAddr)) -> anyhow::
 fn check_buildable(config: &ServeConfig) -> anyhow::Result<()> {
     if config.services != Services::DataOnly
         && config.metadata.backend == MetadataBackend::Mongodb
-        && config.metadata.mongodb_uri.as_deref().unwrap_or("").is_empty()
+        && config
+            .metadata
+            .mongodb_uri
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
     {
         return Err(coded(
             Exit::InvalidInput,

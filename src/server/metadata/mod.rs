@@ -113,14 +113,19 @@ impl MetadataServer {
             Backend::Embedded => {
                 let file = config.path.join("metadata.redb");
                 Arc::new(RedbStore::open(&file).with_context(|| {
-                    format!("metadata service: opening the embedded store {}", file.display())
+                    format!(
+                        "metadata service: opening the embedded store {}",
+                        file.display()
+                    )
                 })?)
             }
             Backend::MongoDb { uri, database } => Arc::new(
                 MongoStore::open(MongoConfig::new(uri.clone(), database.clone()))
                     .await
                     .with_context(|| {
-                        format!("metadata service: opening the mongodb store (database {database:?})")
+                        format!(
+                            "metadata service: opening the mongodb store (database {database:?})"
+                        )
                     })?,
             ),
         };
