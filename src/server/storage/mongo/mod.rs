@@ -84,6 +84,9 @@ pub struct MongoConfig {
     pub retry_window: Duration,
     /// How long [`MongoStore::open`] waits for the server to answer.
     pub connect_window: Duration,
+    /// Use the standalone fallback (batch journal, no transactions) even on a replica set: how
+    /// the fallback is tested against a replica-set stand-in.
+    pub force_standalone: bool,
 }
 
 impl MongoConfig {
@@ -93,6 +96,7 @@ impl MongoConfig {
             database: database.into(),
             retry_window: Duration::from_secs(30),
             connect_window: Duration::from_secs(60),
+            force_standalone: false,
         }
     }
 }
@@ -704,8 +708,8 @@ impl MongoStore {
             || admin.run_command(doc! {"hello": 1}),
         )
         .await?;
-        let transactions =
-            hello.get_str("setName").is_ok() || hello.get_str("msg").ok() == Some("isdbgrid");
+        let transactions = !config.force_standalone
+            && (hello.get_str("setName").is_ok() || hello.get_str("msg").ok() == Some("isdbgrid"));
         tracing::info!(%hosts, database = %config.database, transactions, "mongodb metadata backend connected");
         let inner = Arc::new(Inner {
             client,
