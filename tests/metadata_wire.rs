@@ -513,3 +513,38 @@ fn health_and_metrics() {
         assert!(body.contains("zenko_metadata_sockets 1"), "{body}");
     });
 }
+
+#[test]
+fn hundreds_of_pipelined_calls_in_one_body_are_all_answered() {
+    both(|srv| {
+        let p = session(srv);
+        p.call(MD, 1, "put", json!(["k", "v", {}]), &["pipe"]);
+        let pkts: Vec<String> = (0..600)
+            .map(|i| {
+                let env = json!({"rpcArgs": ["k", {}], "subLevel": ["pipe"]});
+                format!("42{MD},{}{}", 100 + i, json!(["call", "get", env]))
+            })
+            .collect();
+        let refs: Vec<&str> = pkts.iter().map(String::as_str).collect();
+        p.post(&refs);
+        let mut seen = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen.len() < 600 && Instant::now() < deadline {
+            for m in p.messages(1, Duration::from_millis(500)) {
+                if let Some(rest) = m.strip_prefix(&format!("3{MD},")) {
+                    let at = rest.find('[').unwrap();
+                    let ack: Value = serde_json::from_str(&rest[at..]).unwrap();
+                    assert_eq!(ack, json!([null, "v"]), "{}", srv.who);
+                    seen.insert(rest[..at].parse::<u64>().unwrap());
+                }
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            600,
+            "{}: only {} of 600 pipelined calls answered",
+            srv.who,
+            seen.len()
+        );
+    });
+}

@@ -1,6 +1,7 @@
 //! Shared by the tests/metadata_*.rs files: start the real `zenkoctl serve --only metadata`
-//! binary and Arsenal's reference MetadataFileServer, run the Node check scripts, and talk raw
-//! Engine.IO 4 / socket.io 5 long-polling (so malformed and non-acking clients can be played).
+//! binary and Arsenal's reference MetadataFileServer, and talk raw Engine.IO 4 / socket.io 5
+//! long-polling (so malformed and non-acking clients can be played). The Node check scripts run
+//! through tests/common/arsenal.rs.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -172,47 +173,6 @@ pub fn arsenal_dir() -> PathBuf {
         "the Arsenal harness is not installed: run scripts/deps/arsenal.sh (needs node and npm)"
     );
     dir
-}
-
-/// The result of one `node <script> --target ...` run.
-#[derive(Debug)]
-pub struct ChecksRun {
-    pub passed: Vec<String>,
-    /// (name, message)
-    pub failed: Vec<(String, String)>,
-    pub summary: String,
-    pub output: String,
-}
-
-pub fn run_checks(script: &str, addr: SocketAddr, extra: &[&str]) -> ChecksRun {
-    let dir = arsenal_dir();
-    let out = Command::new("node")
-        .arg(dir.join(script))
-        .arg("--target")
-        .arg(addr.to_string())
-        .args(extra)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let name = |l: &str| l.rsplit_once(" (").map_or(l, |(n, _)| n).to_string();
-    ChecksRun {
-        passed: stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix("PASS "))
-            .map(name)
-            .collect(),
-        failed: stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix("FAIL "))
-            .map(|l| {
-                let (n, msg) = l.split_once("): ").unwrap_or((l, ""));
-                (name(&format!("{n})")), msg.to_string())
-            })
-            .collect(),
-        summary: stdout.lines().last().unwrap_or_default().to_string(),
-        output: format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -140,8 +140,16 @@ impl MetadataServer {
             .req_path("/socket.io")
             .ping_interval(Duration::from_millis(25_000))
             .ping_timeout(Duration::from_millis(20_000))
-            // The reference's maxHttpBufferSize (1e8), announced as maxPayload in the handshake.
+            // The reference's maxHttpBufferSize (1e8), announced as maxPayload in the handshake;
+            // the same bound for websocket messages (socket.io-client sends one frame each).
             .max_payload(100_000_000)
+            .ws_max_message_size(100_000_000)
+            .ws_max_frame_size(100_000_000)
+            // Packets queued per socket before emits fail. socketioxide's default (128) is
+            // below what one CloudServer process pipelines on its single socket (every call's
+            // ack is a packet); a refused ack would cost the caller its 30 s timeout. Streams
+            // add at most their window, so this bounds memory without being reachable in use.
+            .max_buffer_size(16_384)
             .ack_timeout(stream::ACK_TIMEOUT)
             .build_layer();
         rpc::attach(&io, service.clone(), metrics.clone());
