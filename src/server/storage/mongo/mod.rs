@@ -23,7 +23,7 @@
 //! time). A raw scan spanning sublevels (`rawListKeys`) reads the sublevel collections one after
 //! the other in the order of their prefixes (their key intervals are disjoint, see [`layout`])
 //! merged with the root collection, so it comes out in global byte order with at most two open
-//! cursors. On a replica set each scan reads in a snapshot session (readConcern `snapshot`);
+//! cursors. On a replica set (MongoDB 5.0+) each scan reads in a snapshot session (readConcern `snapshot`);
 //! MongoDB keeps snapshot history for `minSnapshotHistoryWindowInSeconds` (300 s by default), so a
 //! scan cut by an error (connection loss, snapshot too old, cursor lost on restart) resumes after
 //! the last key it returned, in a new snapshot.
@@ -113,8 +113,10 @@ pub(crate) struct Inner {
     /// Hosts from the URI (for messages; the URI itself may hold credentials).
     hosts: String,
     database: String,
-    /// Replica set or sharded cluster: transactions, majority writes, snapshot reads.
+    /// Replica set or sharded cluster: transactions and majority writes.
     transactions: bool,
+    /// Scans read in snapshot sessions (a replica set or cluster of MongoDB 5.0+, wire 13+).
+    snapshot_reads: bool,
     /// Sublevel prefix `!name!` → collection, in prefix (= key interval) order.
     sublevels: RwLock<BTreeMap<Vec<u8>, Sublevel>>,
     /// The root collection may hold keys inside a sublevel's interval (non-UTF-8 keys).
@@ -710,13 +712,15 @@ impl MongoStore {
         .await?;
         let transactions = !config.force_standalone
             && (hello.get_str("setName").is_ok() || hello.get_str("msg").ok() == Some("isdbgrid"));
-        tracing::info!(%hosts, database = %config.database, transactions, "mongodb metadata backend connected");
+        let snapshot_reads = transactions && hello.get_i32("maxWireVersion").unwrap_or(0) >= 13;
+        tracing::info!(%hosts, database = %config.database, transactions, snapshot_reads, "mongodb metadata backend connected");
         let inner = Arc::new(Inner {
             client,
             db,
             hosts,
             database: config.database.clone(),
             transactions,
+            snapshot_reads,
             sublevels: RwLock::new(BTreeMap::new()),
             strays: AtomicBool::new(false),
             retry_window: config.retry_window,
@@ -747,6 +751,17 @@ impl MongoStore {
 impl Inner {
     async fn load_registry(&self) -> Result<(), StorageError> {
         use futures_util::TryStreamExt;
+        // Created up front: collections are not created implicitly inside transactions on
+        // servers older than 4.4.
+        for coll in [layout::ROOT, layout::REGISTRY, layout::JOURNAL] {
+            with_retry(self.retry_window, &format!("creating collection {coll}"), || async {
+                match self.db.create_collection(coll).await {
+                    Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == 48) => Ok(()),
+                    other => other,
+                }
+            })
+            .await?;
+        }
         let registry: Collection<Document> = self.db.collection(layout::REGISTRY);
         let docs: Vec<Document> = with_retry(
             self.retry_window,

@@ -251,7 +251,7 @@ impl MongoCursor {
         if self.scan.reverse {
             segments = segments.into_iter().rev().collect();
         }
-        let mut session = if self.inner.transactions {
+        let mut session = if self.inner.snapshot_reads {
             Some(self.inner.client.start_session().snapshot(true).await?)
         } else {
             None
