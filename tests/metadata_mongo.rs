@@ -6,6 +6,8 @@
 //!   acknowledged put is there, and the health endpoint reports the outage meanwhile (always on a
 //!   stand-in started for the test, since a test cannot restart a real MongoDB).
 
+#[path = "common/arsenal.rs"]
+mod arsenal;
 mod metadata_support;
 #[path = "common/mongod.rs"]
 mod mongod;
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use metadata_support::{http, run_checks, Polling, Server};
+use metadata_support::{http, Polling, Server};
 use serde_json::{json, Value};
 
 fn ours_on(path: &std::path::Path, uri: &str, db: &str) -> Server {
@@ -36,41 +38,47 @@ fn is_versioning_check(name: &str) -> bool {
     n.contains("versioning") || n.contains("versioned")
 }
 
+/// The message of a failed check in a run's stdout (`FAIL <name> (<ms> ms): <message>`).
+fn failure_message<'a>(stdout: &'a str, name: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("FAIL {name} (")))
+        .and_then(|l| l.split_once(" ms): "))
+        .map_or("", |(_, m)| m)
+}
+
 fn compare(script: &str) {
     let dir = tempfile::tempdir().unwrap();
     let db = mongod::TestDb::new(script);
-    let reference = Server::reference(&dir.path().join("ref"));
-    let ours = ours_on(&dir.path().join("ours"), &db.mongo.uri, &db.name);
-    let on_ref = run_checks(script, reference.addr, &[]);
-    let on_ours = run_checks(script, ours.addr, &[]);
-    assert!(
-        on_ref.failed.is_empty() && !on_ref.passed.is_empty(),
-        "{script} fails against Arsenal's reference server ({}): the harness itself is wrong\n{}",
-        on_ref.summary,
-        on_ref.output
+    let reference = arsenal::start_ref_metadata(
+        &dir.path().join("ref"),
+        &arsenal::RefMetadataOptions::default(),
     );
-    for (name, msg) in &on_ours.failed {
+    let ours = ours_on(&dir.path().join("ours"), &db.mongo.uri, &db.name);
+    // Against the reference first: that proves the checks.
+    let on_ref = arsenal::assert_checks_pass(script, &reference.addr(), &[]);
+    let on_ours = arsenal::run_checks(script, &ours.addr.to_string(), &[]);
+    let names = |run: &arsenal::CheckRun| {
+        run.outcomes
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&on_ours),
+        names(&on_ref),
+        "{script}: not the same checks ran on both servers"
+    );
+    for name in on_ours.failures() {
+        let msg = failure_message(&on_ours.stdout, name);
         // Versioning is issue 8: refused with NotImplemented on every backend until it lands.
         assert!(
             is_versioning_check(name) && msg.contains("NotImplemented"),
             "{script}: check {name:?} fails against zenkoctl on MongoDB: {msg}\n{}\nserver stderr:\n{}",
-            on_ours.output,
+            on_ours.stdout,
             ours.stderr()
         );
     }
-    let mut ran_ours: Vec<_> = on_ours
-        .passed
-        .iter()
-        .cloned()
-        .chain(on_ours.failed.iter().map(|(n, _)| n.clone()))
-        .collect();
-    let mut ran_ref = on_ref.passed.clone();
-    ran_ours.sort();
-    ran_ref.sort();
-    assert_eq!(
-        ran_ours, ran_ref,
-        "{script}: not the same checks ran on both servers"
-    );
 }
 
 #[test]
@@ -135,6 +143,7 @@ fn mongodb_restart_under_load_loses_nothing_acknowledged() {
     // A stop (SIGTERM), not kill -9: the stand-in loses committed transactions on SIGKILL
     // (measured: plain j:true inserts survive, transactional ones do not), which mongod does not;
     // crash durability of MongoDB itself is only checked against a real MongoDB.
+    let outage = Instant::now();
     mongo.stop();
     let before = acked.lock().unwrap().len();
     let (status, body) = health(server.addr);
@@ -142,6 +151,7 @@ fn mongodb_restart_under_load_loses_nothing_acknowledged() {
     assert!(body.contains("mongodb"), "health names the backend: {body}");
     std::thread::sleep(Duration::from_secs(1));
     let mut mongo = mongod::StandIn::start_at(&mdir, port);
+    let outage = outage.elapsed();
     // The service reconnects on its own: puts resume and health is back.
     wait_for(before + 30);
     stop.store(true, Ordering::SeqCst);
@@ -155,10 +165,19 @@ fn mongodb_restart_under_load_loses_nothing_acknowledged() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let failed = failed.lock().unwrap().clone();
-    assert!(
-        failed.is_empty(),
-        "puts failed although the outage was shorter than the retry window: {failed:?}"
-    );
+    // Puts in flight wait for MongoDB for the retry window (20 s); on a loaded machine the
+    // stand-in can take longer than that to come back, and then a put may fail (clearly).
+    if outage < Duration::from_secs(15) {
+        assert!(
+            failed.is_empty(),
+            "puts failed although the outage ({outage:?}) was shorter than the retry window: {failed:?}"
+        );
+    } else {
+        eprintln!(
+            "outage of {outage:?}: {} put(s) failed with an error",
+            failed.len()
+        );
+    }
     // Every acknowledged put is there, through the service and after a restart of it.
     let acked = acked.lock().unwrap().clone();
     drop(server);

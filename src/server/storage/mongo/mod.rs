@@ -41,7 +41,8 @@
 //!
 //! # Failures
 //! Connection loss and transient errors (network, server selection, primary step-down, transient
-//! transaction errors, unknown commit results) are retried for `retry_window` (30 s by default);
+//! transaction errors, unknown commit results) are retried for `retry_window` (20 s by default,
+//! under the 30 s after which Arsenal's RPC client gives up on a call, so it gets our error);
 //! then the operation fails with the last error and the time spent. Re-applying a group is
 //! idempotent (deletes and full replacements of final states), so a retry after an unknown commit
 //! result is safe. Health: [`Store::check`] pings the server.
@@ -75,6 +76,10 @@ const MAX_GROUP_BYTES: usize = 8 << 20;
 /// Largest `$in` list (bytes of ids) sent in one delete.
 const MAX_DELETE_BYTES: usize = 4 << 20;
 
+/// How long operations retry through connection loss by default: under Arsenal's 30 s RPC call
+/// timeout, so a client gets a clear error rather than a timeout.
+pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(20);
+
 /// How to reach the deployment's MongoDB.
 #[derive(Debug, Clone)]
 pub struct MongoConfig {
@@ -94,7 +99,7 @@ impl MongoConfig {
         MongoConfig {
             uri: uri.into(),
             database: database.into(),
-            retry_window: Duration::from_secs(30),
+            retry_window: DEFAULT_RETRY_WINDOW,
             connect_window: Duration::from_secs(60),
             force_standalone: false,
         }
@@ -754,12 +759,18 @@ impl Inner {
         // Created up front: collections are not created implicitly inside transactions on
         // servers older than 4.4.
         for coll in [layout::ROOT, layout::REGISTRY, layout::JOURNAL] {
-            with_retry(self.retry_window, &format!("creating collection {coll}"), || async {
-                match self.db.create_collection(coll).await {
-                    Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == 48) => Ok(()),
-                    other => other,
-                }
-            })
+            with_retry(
+                self.retry_window,
+                &format!("creating collection {coll}"),
+                || async {
+                    match self.db.create_collection(coll).await {
+                        Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == 48) => {
+                            Ok(())
+                        }
+                        other => other,
+                    }
+                },
+            )
             .await?;
         }
         let registry: Collection<Document> = self.db.collection(layout::REGISTRY);
