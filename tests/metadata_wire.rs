@@ -548,3 +548,37 @@ fn hundreds_of_pipelined_calls_in_one_body_are_all_answered() {
         );
     });
 }
+
+#[test]
+fn the_deployment_uuid_is_persisted_and_a_preseeded_one_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("md");
+    let first = {
+        let srv = Server::ours(&path);
+        let p = session(&srv);
+        p.call(MD, 1, "getUUID", json!([]), &[])[1].clone()
+    };
+    let file = std::fs::read_to_string(path.join("uuid")).unwrap();
+    assert_eq!(
+        json!(file),
+        first,
+        "getUUID returns <path>/uuid, without a newline"
+    );
+    let srv = Server::ours(&path);
+    let p = session(&srv);
+    assert_eq!(
+        p.call(MD, 1, "getUUID", json!([]), &[])[1],
+        first,
+        "stable across restarts"
+    );
+    // CloudServer's entrypoint pre-seeds the file from INITIAL_INSTANCE_ID (`echo -n`).
+    let seeded = dir.path().join("seeded");
+    std::fs::create_dir_all(&seeded).unwrap();
+    std::fs::write(seeded.join("uuid"), "ecd4b901-d9e6-4b46-b1f6-ad893344df21").unwrap();
+    let srv = Server::ours(&seeded);
+    let p = session(&srv);
+    assert_eq!(
+        p.call(MD, 1, "getUUID", json!([]), &[]),
+        json!([null, "ecd4b901-d9e6-4b46-b1f6-ad893344df21"])
+    );
+}

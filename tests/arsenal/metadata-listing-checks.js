@@ -9,12 +9,14 @@
 //  - rawListKeys options over raw keys;
 //  - BucketFileInterface.listObject (DelimiterMaster, what CloudServer's GET Bucket uses) with
 //    prefix, delimiter, marker and maxKeys, compared with an S3 model and paged to the end;
-//  - countItems (which parses rawListKeys).
+//  - countItems (which parses rawListKeys);
+//  - record log readRecords with startSeq/endSeq/limit combinations, against a model of the
+//    reference's rules (spec §4.7, endSeq <= 0 quirk included).
 //
 //   node metadata-listing-checks.js --target 127.0.0.1:9990
 const crypto = require('crypto');
 const { suite } = require('./lib/runner');
-const { openMetadata, openBucketFile, makeBucketInfo } = require('./lib/clients');
+const { openMetadata, openBucketFile, openRecordLog, makeBucketInfo } = require('./lib/clients');
 const { assert } = require('./lib/expect');
 
 const s = suite('metadata-listing');
@@ -261,5 +263,73 @@ s.check('countItems sees the bucket and its objects', async ctx => {
     assert.ok(res && typeof res.objects === 'number' && res.objects >= OBJECTS.length, JSON.stringify(res));
     assert.ok(res.buckets >= 0, JSON.stringify(res));
 });
+
+// --- record log ---------------------------------------------------------------------
+
+/** readRecords' range rules (spec §4.7) over the sequence numbers `all` (ascending). */
+function recordsModel(all, { startSeq, endSeq, limit }) {
+    let end = all.length ? all[all.length - 1] : 0;
+    let unbounded = false;
+    if (endSeq !== undefined) {
+        if (endSeq <= 0) {
+            end = 0;
+            unbounded = true;
+        } else {
+            end = Math.min(end, endSeq);
+        }
+    }
+    const from = startSeq || 0;
+    const first = all.find(s => s >= from && (unbounded || s <= end));
+    if (first === undefined) {
+        return { info: { start: null, end: null }, seqs: [] };
+    }
+    if (limit && first + limit <= end) {
+        end = first + limit - 1;
+    }
+    let seqs = all.filter(s => s >= first && (unbounded || s <= end));
+    if (limit) {
+        seqs = seqs.slice(0, limit);
+    }
+    return { info: { start: first, end }, seqs };
+}
+
+s.check('record log: readRecords startSeq/endSeq/limit combinations', async ctx => {
+    assert.ok(ctx.state.bucket, 'needs the writes of the earlier checks');
+    const log = await openRecordLog(ctx.host, ctx.port);
+    ctx.cleanup(() => log.close());
+    const everything = await log.readRecords({});
+    const all = [];
+    for (let s = everything.info.start; s <= everything.info.end; s++) {
+        all.push(s);
+    }
+    assert.strictEqual(all.length, everything.records.length, 'no gaps in a fresh log');
+    assert.ok(all.length > 20, `enough records (${all.length})`);
+    const byKey = new Map(all.map((seq, i) => [seq, JSON.stringify(everything.records[i])]));
+    const last = all[all.length - 1];
+    const bad = [];
+    for (const startSeq of [undefined, 0, 1, 5, last, last + 1]) {
+        for (const endSeq of [undefined, -1, 0, 3, 10, last, last + 5]) {
+            for (const limit of [undefined, 1, 4, 1000]) {
+                const params = {};
+                for (const [k, v] of Object.entries({ startSeq, endSeq, limit })) {
+                    if (v !== undefined) {
+                        params[k] = v;
+                    }
+                }
+                const got = await log.readRecords(params);
+                const want = recordsModel(all, params);
+                const gotRecs = got.records.map(r => JSON.stringify(r));
+                const wantRecs = want.seqs.map(s => byKey.get(s));
+                // Member order is not part of the protocol: compare info as objects.
+                const sameInfo = got.info && got.info.start === want.info.start && got.info.end === want.info.end;
+                if (!sameInfo || JSON.stringify(gotRecs) !== JSON.stringify(wantRecs)) {
+                    bad.push(`${JSON.stringify(params)}: got info ${JSON.stringify(got.info)} and ${gotRecs.length} records, `
+                        + `want ${JSON.stringify(want.info)} and ${want.seqs.length} (${want.seqs.slice(0, 3)}...)`);
+                }
+            }
+        }
+    }
+    assert.ok(bad.length === 0, `${bad.length} readRecords call(s) differ:\n  ${bad.join('\n  ')}`);
+}, { timeoutMs: 60000 });
 
 s.run();

@@ -514,7 +514,7 @@ mod tests {
             "10CE68FFA0D239716F3642D960CE6192D8CDB563",
             "../../../../../../../../../../etc/passwd",
             "10ce68ffa0d239716f3642d960ce6192d8cdb5/3",
-            "10ce68ffa0d239716f3642d960ce6192d8cdb5\03",
+            "10ce68ffa0d239716f3642d960ce6192d8cdb5\x003",
             "10ce68ffa0d239716f3642d960ce6192d8cdb5..",
             "g0ce68ffa0d239716f3642d960ce6192d8cdb563",
         ] {

@@ -11,6 +11,25 @@
 //! port also answers the process-wide `GET /_/health` and `GET /_/metrics` of
 //! [`crate::server::observe`] (the metadata series are `zenkoctl_requests_*{service="metadata"}`
 //! plus the `zenko_metadata_*` socket and stream counters).
+//!
+//! # Where we knowingly differ from the reference (all invisible to Arsenal's clients)
+//!
+//! - Versioning requests (`put` with `versioning`/`versionId`, `get`/`del` with `versionId`)
+//!   are refused with `NotImplemented` and write nothing, until issue 8 adds the VRP.
+//! - The stream window is exactly 4 unacknowledged `stream-data` (the reference lets a 5th
+//!   through before its first ack); batches grow from 16 to 512 items per event.
+//! - A failing stream source gets a `stream-error` (the reference sends nothing).
+//! - Unknown methods get a flattened `InvalidArgument` (the reference sends the unflattened
+//!   `{"InvalidArgument":true}`; the client reads both the same way).
+//! - Arguments of the wrong type get an `InvalidArgument` ack (the reference may throw, which
+//!   leaves the caller waiting for its 30 s timeout); numbers and booleans used as keys are
+//!   coerced with JavaScript's `String()` like the reference.
+//! - `createLogRecordOps` (internal to the reference) answers `NotImplemented`.
+//! - `keys:false, values:false` gives an empty stream.
+//!
+//! The default-bound quirk of sublevel scans (`gte "\0"`, `lte "\uFFFF"`, so the empty key and
+//! keys above U+FFFF are not listed by default) is reproduced on purpose: S3 listings then
+//! match upstream exactly.
 
 pub mod errors;
 pub mod keys;

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Data service benchmark: zenkoctl's data service vs Arsenal's reference data server (Node),
+# alternating in one run, with the same load generator (bench/loadgen.rs), plus two ceilings
+# measured in the same run: a static in-memory HTTP response on loopback (GET) and the disk's
+# create+write+fsync rate (PUT). Servers are pinned to core 0, the load generator to core 1.
+#
+#   bench/data.sh                 # SECS=5 per case by default
+#   SECS=10 bench/data.sh
+#
+# Prints one table. Not part of CI's pass/fail.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+SECS="${SECS:-5}"
+SIZES="${SIZES:-65536 8388608}"
+CONCS="${CONCS:-1 16}"
+SERVER_CPU="${SERVER_CPU:-0}"
+CLIENT_CPU="${CLIENT_CPU:-1}"
+
+for tool in taskset node python3; do
+    command -v "$tool" >/dev/null || { echo "bench/data.sh: '$tool' is required" >&2; exit 1; }
+done
+bash scripts/deps/arsenal.sh
+echo "building (release)..." >&2
+cargo build --release --quiet --bin zenkoctl --example data-loadgen
+bin="$repo/target/release/zenkoctl"
+gen="$repo/target/release/examples/data-loadgen"
+
+work="$(mktemp -d -p "$repo/target" bench-data.XXXXXX)"
+results="$work/results.jsonl"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+server_pid=""
+server_port=""
+# start_server ours|ref|static SIZE: starts it pinned to SERVER_CPU, sets server_pid/port.
+start_server() {
+    local kind="$1" size="$2" out="$work/$1.out"
+    rm -rf "$work/data"
+    : > "$out"
+    case "$kind" in
+        ours) taskset -c "$SERVER_CPU" "$bin" -o json serve --only data \
+                  --data-addr 127.0.0.1:0 --data-path "$work/data" >"$out" 2>"$work/ours.err" & ;;
+        ref) taskset -c "$SERVER_CPU" node tests/arsenal/ref-dataserver.js \
+                  --dataPath "$work/data" --port 0 >"$out" 2>"$work/ref.err" & ;;
+        static) taskset -c "$SERVER_CPU" "$gen" static-server --size "$size" >"$out" & ;;
+    esac
+    server_pid=$!
+    pids+=("$server_pid")
+    for _ in $(seq 1 300); do
+        if [ -s "$out" ]; then break; fi
+        sleep 0.05
+    done
+    case "$kind" in
+        ours) server_port="$(python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["addr"].rsplit(":",1)[1])' <"$out")" ;;
+        *) server_port="$(awk '/^READY/{print $2; exit}' "$out")" ;;
+    esac
+    [ -n "$server_port" ] || { echo "bench/data.sh: $kind server did not start" >&2; cat "$work"/*.err >&2 || true; exit 1; }
+}
+
+stop_server() {
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    rm -rf "$work/data"
+}
+
+# run LABEL OP SIZE CONC [EXTRA]: one load run against the current server.
+run() {
+    local label="$1" op="$2" size="$3" conc="$4" extra="${5:-}"
+    echo "  $label $op size=$size c=$conc" >&2
+    taskset -c "$CLIENT_CPU" "$gen" load --target "127.0.0.1:$server_port" --op "$op" \
+        --size "$size" --concurrency "$conc" --seconds "$SECS" --server-pid "$server_pid" $extra \
+        | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d['server']='$label'; print(json.dumps(d))" \
+        >>"$results"
+}
+
+for size in $SIZES; do
+    for conc in $CONCS; do
+        echo "size=$size concurrency=$conc" >&2
+        for kind in ours ref; do
+            start_server "$kind" "$size"
+            for op in put get range; do run "$kind" "$op" "$size" "$conc"; done
+            stop_server
+        done
+        start_server static "$size"
+        run loopback get "$size" "$conc" --static
+        stop_server
+        echo "  disk create+write+fsync size=$size c=$conc" >&2
+        taskset -c "$SERVER_CPU" "$gen" disk --dir "$work/disk" --size "$size" \
+            --concurrency "$conc" --seconds "$SECS" \
+            | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d['server']='disk'; print(json.dumps(d))" \
+            >>"$results"
+    done
+done
+
+python3 - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def find(server, op, size, conc):
+    for r in rows:
+        if r["server"] == server and r["op"] == op and r["size"] == size and r["concurrency"] == conc:
+            return r
+    return None
+def human(size):
+    return f"{size // 1048576} MiB" if size >= 1048576 else f"{size // 1024} KiB"
+def cell(r):
+    if r is None:
+        return "-"
+    err = f" ({r['errors']} err)" if r.get("errors") else ""
+    return f"{r['rps']:8.0f} {r['mib_s']:7.1f} {r['p50_ms']:6.2f}/{r['p99_ms']:<7.2f}{err}"
+def cpu(r):
+    return "-" if r is None or r.get("cpu_us_per_req") is None else f"{r['cpu_us_per_req']:.0f}"
+print()
+print("Data service: zenkoctl vs Arsenal reference (server on 1 core, load generator on another)")
+print("cells: req/s  MiB/s  p50/p99 ms; cpu = server CPU µs per request")
+hdr = f"{'size':>7} {'c':>2} {'op':<5} | {'zenkoctl':<31} {'cpu':>6} | {'reference':<31} {'cpu':>6} | {'x ref':>6} {'cpu/ref':>7} | {'ceiling':<31} {'% ceil':>6}"
+print(hdr)
+print("-" * len(hdr))
+sizes = sorted({r["size"] for r in rows})
+concs = sorted({r["concurrency"] for r in rows})
+for size in sizes:
+    for conc in concs:
+        for op in ("put", "get", "range"):
+            o, f = find("ours", op, size, conc), find("ref", op, size, conc)
+            ceil = find("disk", "disk", size, conc) if op == "put" else find("loopback", "get", size, conc)
+            ratio = f"{o['rps'] / f['rps']:6.2f}" if o and f and f["rps"] else "-"
+            cpur = (f"{o['cpu_us_per_req'] / f['cpu_us_per_req']:7.2f}"
+                    if o and f and o.get("cpu_us_per_req") and f.get("cpu_us_per_req") else "-")
+            # A ranged GET moves half the bytes: compare bandwidth-bound sizes by MiB/s.
+            pct = "-"
+            if o and ceil and ceil["rps"]:
+                pct = f"{100 * o['rps'] / ceil['rps']:5.0f}%"
+            ceil_label = "disk " if op == "put" else "lo   "
+            print(f"{human(size):>7} {conc:>2} {op:<5} | {cell(o):<31} {cpu(o):>6} | {cell(f):<31} {cpu(f):>6} | {ratio:>6} {cpur:>7} | {ceil_label}{cell(ceil):<26} {pct:>6}")
+print()
+print("ceilings: 'lo' = the same load generator against a static in-memory response (hyper) on loopback;")
+print("          'disk' = create + write + fsync of files of the same size at the same concurrency.")
+print("zenkoctl PUT = temp file, write, fsync, rename, fsync of the directory, then 201 (reference: create, write, fsync).")
+PY
