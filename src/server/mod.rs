@@ -71,14 +71,21 @@ pub fn run(config: ServeConfig, on_ready: impl Fn(&str, SocketAddr)) -> anyhow::
     })
 }
 
-/// Fails early, before anything is bound, when a requested service is not available.
+/// Fails early, before anything is bound, when the configuration cannot work.
 fn check_buildable(config: &ServeConfig) -> anyhow::Result<()> {
-    if config.services != Services::DataOnly && config.metadata.backend == MetadataBackend::Mongodb
+    if config.services != Services::DataOnly
+        && config.metadata.backend == MetadataBackend::Mongodb
+        && config
+            .metadata
+            .mongodb_uri
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
     {
         return Err(coded(
-            Exit::NotImplemented,
+            Exit::InvalidInput,
             anyhow::anyhow!(
-                "the mongodb metadata backend is not built yet; use --metadata-backend embedded"
+                "--metadata-backend mongodb needs --mongodb-uri URI or --mongodb-uri-file FILE"
             ),
         ));
     }
@@ -93,6 +100,10 @@ impl MetadataConfig {
             MetadataBackend::Embedded => metadata::Backend::Embedded,
             MetadataBackend::Mongodb => metadata::Backend::MongoDb {
                 uri: self.mongodb_uri.clone().unwrap_or_default(),
+                database: self
+                    .mongodb_database
+                    .clone()
+                    .unwrap_or_else(|| metadata::DEFAULT_MONGODB_DATABASE.into()),
             },
         };
         c

@@ -34,12 +34,18 @@ fn unique() -> String {
 impl Server {
     /// `zenkoctl serve --only metadata` on a free loopback port, metadata under `path`.
     pub fn ours(path: &Path) -> Server {
+        Server::ours_with(path, &[])
+    }
+
+    /// [`Server::ours`] with extra `serve` arguments (e.g. the mongodb backend's).
+    pub fn ours_with(path: &Path, extra: &[&str]) -> Server {
         let stderr_path = path.with_extension(format!("stderr-{}", unique()));
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
             .args(["--output", "json", "serve", "--only", "metadata"])
             .args(["--metadata-addr", "127.0.0.1:0", "--metadata-path"])
             .arg(path)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

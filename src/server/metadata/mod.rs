@@ -46,7 +46,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -55,6 +55,7 @@ use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 
 use crate::server::observe::{HealthCheck, Observability, HEALTH_PATH, METRICS_PATH};
+use crate::server::storage::mongo::{MongoConfig, MongoStore};
 use crate::server::storage::redb_store::RedbStore;
 use crate::server::storage::Store;
 use metrics::Metrics;
@@ -65,9 +66,12 @@ use service::MetadataService;
 pub enum Backend {
     /// redb, in `<path>/metadata.redb` (the default).
     Embedded,
-    /// MongoDB (issue 7, not built yet: refused at start with a clear error).
-    MongoDb { uri: String },
+    /// MongoDB (src/server/storage/mongo): the connection string and the deployment's database.
+    MongoDb { uri: String, database: String },
 }
+
+/// The MongoDB database when `--mongodb-database` is not given (the stack values' default).
+pub const DEFAULT_MONGODB_DATABASE: &str = "zenko";
 
 #[derive(Debug, Clone)]
 pub struct MetadataConfig {
@@ -130,11 +134,20 @@ impl MetadataServer {
             Backend::Embedded => {
                 let file = config.path.join("metadata.redb");
                 Arc::new(RedbStore::open(&file).with_context(|| {
-                    format!("metadata service: opening the embedded store {}", file.display())
+                    format!(
+                        "metadata service: opening the embedded store {}",
+                        file.display()
+                    )
                 })?)
             }
-            Backend::MongoDb { .. } => bail!(
-                "metadata service: the mongodb backend is not built yet (use --metadata-backend embedded)"
+            Backend::MongoDb { uri, database } => Arc::new(
+                MongoStore::open(MongoConfig::new(uri.clone(), database.clone()))
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "metadata service: opening the mongodb store (database {database:?})"
+                        )
+                    })?,
             ),
         };
         let service = Arc::new(

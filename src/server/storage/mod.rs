@@ -4,9 +4,8 @@
 //! The metadata service (src/server/metadata) keeps level-sublevel's physical key layout
 //! (`!path#path!key`) on top of this trait, so a backend only has to store bytes in byte order.
 //! Like Garage's `db` abstraction, the trait is small on purpose: `get`, an atomic ordered
-//! `write`, and a `scan` cursor. Backends: [`redb_store::RedbStore`] (embedded, the default);
-//! MongoDB is a later backend behind the same trait (issue 7), checked by the same
-//! [`conformance`] suite.
+//! `write`, and a `scan` cursor. Backends: [`redb_store::RedbStore`] (embedded, the default) and
+//! [`mongo::MongoStore`] (MongoDB, issue 7), both checked by the same [`conformance`] suite.
 //!
 //! # Engine choice (measured, bench/storage-engines.sh)
 //!
@@ -30,6 +29,7 @@
 //! without blocking writers. **Choice: redb.**
 
 pub mod conformance;
+pub mod mongo;
 pub mod redb_store;
 
 use std::future::Future;

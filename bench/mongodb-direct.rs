@@ -1,0 +1,155 @@
+//! The metadata bench's workloads issued directly with the MongoDB driver (no zenkoctl service in
+//! between), as the baseline for the service's overhead: put = one `replace_one` upsert of the
+//! document our backend stores (`{_id, v, doc}`) with write concern majority+journal, get = one
+//! `find_one` by `_id`, list1000 = one `find` on an `_id` range with sort and limit 1000, read to
+//! the end. Sequential and with 16 concurrent callers; prints one JSON line per workload like
+//! bench/metadata-bench.js. Run by bench/metadata-mongodb.sh.
+//!
+//!   mongodb-direct-bench URI DATABASE [SCALE]
+
+use std::time::Instant;
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, spec::BinarySubtype, Binary, Document};
+use mongodb::options::WriteConcern;
+use mongodb::{Client, Collection};
+
+fn value() -> Vec<u8> {
+    serde_json::json!({
+        "owner-display-name": "bench", "owner-id": "a".repeat(64), "content-length": 1024,
+        "content-md5": "d41d8cd98f00b204e9800998ecf8427e", "x-amz-storage-class": "STANDARD",
+        "location": [{"key": "b".repeat(40), "size": 1024, "start": 0,
+                      "dataStoreName": "us-east-1", "dataStoreType": "file"}],
+        "last-modified": "2026-11-25T00:00:00.000Z", "x-amz-meta-bench": "x".repeat(120),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn document(id: &str, v: &[u8]) -> Document {
+    let json: serde_json::Value = serde_json::from_slice(v).expect("json");
+    doc! {
+        "_id": id,
+        "v": Binary { subtype: BinarySubtype::Generic, bytes: v.to_vec() },
+        "doc": mongodb::bson::to_document(&json).expect("bson"),
+    }
+}
+
+async fn measure<F, Fut>(name: &str, total: usize, concurrency: usize, op: F)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (next, op) = (next.clone(), op.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= total {
+                    return lat;
+                }
+                let s = Instant::now();
+                op(i).await;
+                lat.push(s.elapsed().as_secs_f64() * 1e3);
+            }
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("task"));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "{}",
+        serde_json::json!({
+            "label": "driver", "name": name, "concurrency": concurrency, "ops": total,
+            "ops_per_s": total as f64 / secs, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+        })
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (uri, dbname) = (&args[1], &args[2]);
+    let scale: f64 = args.get(3).map_or(1.0, |s| s.parse().expect("scale"));
+    let n = |x: f64| ((x * scale).round() as usize).max(1);
+    let client = Client::with_uri_str(uri).await.expect("connect");
+    let db = client.database(dbname);
+    let mut wc = WriteConcern::majority();
+    wc.journal = Some(true);
+    let coll: Collection<Document> = db.collection_with_options(
+        "direct",
+        mongodb::options::CollectionOptions::builder()
+            .write_concern(wc)
+            .build(),
+    );
+    let list: Collection<Document> = db.collection("direct-list");
+    let v = std::sync::Arc::new(value());
+    let docs: Vec<Document> = (0..1000)
+        .map(|i| document(&format!("dir/obj-{i:06}"), &v))
+        .chain(["a", "e", "z"].iter().map(|k| document(k, &v)))
+        .collect();
+    list.insert_many(docs).await.expect("seed the listing");
+
+    let put = |prefix: &'static str| {
+        let (coll, v) = (coll.clone(), v.clone());
+        move |i: usize| {
+            let (coll, v) = (coll.clone(), v.clone());
+            async move {
+                let id = format!("{prefix}-{i}");
+                coll.replace_one(doc! {"_id": &id}, document(&id, &v))
+                    .upsert(true)
+                    .await
+                    .expect("put");
+            }
+        }
+    };
+    let get = |prefix: &'static str, modulo: usize| {
+        let coll = coll.clone();
+        move |i: usize| {
+            let coll = coll.clone();
+            async move {
+                let id = format!("{prefix}-{}", i % modulo);
+                let d = coll
+                    .find_one(doc! {"_id": id})
+                    .projection(doc! {"v": 1})
+                    .await
+                    .expect("get");
+                assert!(d.is_some(), "get: missing key");
+            }
+        }
+    };
+    let list_once = {
+        let list = list.clone();
+        move |_: usize| {
+            let list = list.clone();
+            async move {
+                let items: Vec<Document> = list
+                    .find(doc! {"_id": {"$gte": "dir/", "$lt": "dir0"}})
+                    .sort(doc! {"_id": 1})
+                    .limit(1000)
+                    .projection(doc! {"v": 1})
+                    .await
+                    .expect("list")
+                    .try_collect()
+                    .await
+                    .expect("list");
+                assert_eq!(items.len(), 1000);
+            }
+        }
+    };
+    measure("put", n(1000.0), 1, put("seq")).await;
+    measure("put", n(4000.0), 16, put("c16")).await;
+    measure("get", n(5000.0), 1, get("seq", n(1000.0))).await;
+    measure("get", n(20000.0), 16, get("c16", n(4000.0))).await;
+    measure("list1000", n(100.0), 1, list_once.clone()).await;
+    measure("list1000", n(200.0), 16, list_once).await;
+    db.drop().await.expect("drop the bench database");
+}
