@@ -96,6 +96,10 @@ for size in $SIZES; do
             --concurrency "$conc" --seconds "$SECS" \
             | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d['server']='disk'; print(json.dumps(d))" \
             >>"$results"
+        taskset -c "$SERVER_CPU" "$gen" disk --dir "$work/disk" --size "$size" \
+            --concurrency "$conc" --seconds "$SECS" --rename \
+            | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d['server']='disk'; print(json.dumps(d))" \
+            >>"$results"
     done
 done
 
@@ -119,7 +123,7 @@ def cpu(r):
 print()
 print("Data service: zenkoctl vs Arsenal reference (server on 1 core, load generator on another)")
 print("cells: req/s  MiB/s  p50/p99 ms; cpu = server CPU µs per request")
-hdr = f"{'size':>7} {'c':>2} {'op':<5} | {'zenkoctl':<31} {'cpu':>6} | {'reference':<31} {'cpu':>6} | {'x ref':>6} {'cpu/ref':>7} | {'ceiling':<31} {'% ceil':>6}"
+hdr = f"{'size':>7} {'c':>2} {'op':<5} | {'zenkoctl':<31} {'cpu':>6} | {'reference':<31} {'cpu':>6} | {'x ref':>6} {'cpu/ref':>7} | {'ceiling':<31} {'cpu':>6} {'% ceil':>6}"
 print(hdr)
 print("-" * len(hdr))
 sizes = sorted({r["size"] for r in rows})
@@ -137,7 +141,16 @@ for size in sizes:
             if o and ceil and ceil["rps"]:
                 pct = f"{100 * o['rps'] / ceil['rps']:5.0f}%"
             ceil_label = "disk " if op == "put" else "lo   "
-            print(f"{human(size):>7} {conc:>2} {op:<5} | {cell(o):<31} {cpu(o):>6} | {cell(f):<31} {cpu(f):>6} | {ratio:>6} {cpur:>7} | {ceil_label}{cell(ceil):<26} {pct:>6}")
+            print(f"{human(size):>7} {conc:>2} {op:<5} | {cell(o):<31} {cpu(o):>6} | {cell(f):<31} {cpu(f):>6} | {ratio:>6} {cpur:>7} | {ceil_label}{cell(ceil):<26} {cpu(ceil):>6} {pct:>6}")
+print()
+print("PUT against both disk ceilings ('disk' above; 'disk+rename' = the same plus a rename into a")
+print("sub-directory and an fsync of it: the minimum of the durable protocol zenkoctl follows)")
+for size in sizes:
+    for conc in concs:
+        o = find("ours", "put", size, conc)
+        d1, d2 = find("disk", "disk", size, conc), find("disk", "disk-rename", size, conc)
+        if o and d1 and d2:
+            print(f"{human(size):>7} {conc:>2} put   | zenkoctl {o['rps']:8.1f}/s | disk {d1['rps']:8.1f}/s ({100*o['rps']/d1['rps']:4.0f}%) | disk+rename {d2['rps']:8.1f}/s ({100*o['rps']/d2['rps']:4.0f}%)")
 print()
 print("ceilings: 'lo' = the same load generator against a static in-memory response (hyper) on loopback;")
 print("          'disk' = create + write + fsync of files of the same size at the same concurrency.")
