@@ -5,18 +5,27 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::output::{self, coded, Exit, Format, Output};
+use crate::output::{self, Format, Output};
 
-mod not_built;
+mod build;
+mod deploy;
+mod down;
+mod healthcheck;
+mod node;
+mod plan;
+mod push;
 mod render;
 mod serve;
+mod status;
+mod teardown;
+mod up;
 
 /// Run Zenko's storage modules on Docker Swarm.
 #[derive(Debug, Parser)]
 #[command(name = "zenkoctl", version, about, propagate_version = true)]
 pub struct Cli {
     /// Output for people (`human`) or one JSON document for machines (`json`).
-    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Human)]
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub output: Format,
     /// Docker Engine endpoint (unix:///path, tcp://host:port); defaults to DOCKER_HOST, then the
     /// local socket.
@@ -32,27 +41,30 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Set up and run a local single-node Zenko module stack (engine, swarm, image, deploy).
-    Up(not_built::Args),
+    Up(up::UpArgs),
     /// Remove what `up` created.
-    Down(not_built::Args),
+    Down(down::DownArgs),
     /// Deploy the Zenko stack to the swarm and wait until it is converged and healthy.
-    Deploy(not_built::Args),
+    Deploy(deploy::DeployArgs),
     /// Remove the Zenko stack and wait until it is really gone.
-    Teardown(not_built::Args),
+    Teardown(teardown::TeardownArgs),
     /// Render docker-stack.yml from the templates and a values profile, and validate it.
     Render(render::RenderArgs),
     /// Show what a deploy would change, without changing anything.
-    Plan(not_built::Args),
+    Plan(plan::PlanArgs),
     /// Report the health of the deployed stack (exit 0 healthy, 10 degraded, 11 down).
-    Status(not_built::Args),
+    Status(status::StatusArgs),
     /// List, label and unlabel swarm nodes (the storage label io.zenko.type=storage).
-    Node(not_built::Args),
+    Node(node::NodeArgs),
     /// Build the module image through the Engine API.
-    Build(not_built::Args),
+    Build(build::BuildArgs),
     /// Push the module image to its registry and print its digest.
-    Push(not_built::Args),
+    Push(push::PushArgs),
     /// Run the bundled metadata (9990) and data (9991) server.
     Serve(serve::ServeArgs),
+    /// Probe the server's health (the image's HEALTHCHECK; exit 0 healthy, 1 not).
+    #[command(hide = true)]
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -60,24 +72,6 @@ pub enum Command {
 pub struct Context {
     pub output: Output,
     pub host: Option<String>,
-}
-
-impl Command {
-    fn name(&self) -> &'static str {
-        match self {
-            Command::Up(_) => "up",
-            Command::Down(_) => "down",
-            Command::Deploy(_) => "deploy",
-            Command::Teardown(_) => "teardown",
-            Command::Render(_) => "render",
-            Command::Plan(_) => "plan",
-            Command::Status(_) => "status",
-            Command::Node(_) => "node",
-            Command::Build(_) => "build",
-            Command::Push(_) => "push",
-            Command::Serve(_) => "serve",
-        }
-    }
 }
 
 /// Entry point of the binary: parse, run, map the outcome to an exit code.
@@ -88,14 +82,19 @@ pub fn main() -> ExitCode {
         output: Output::new(cli.output),
         host: cli.host.clone(),
     };
-    let name = cli.command.name();
     let result = match cli.command {
         Command::Render(args) => render::run(args, &ctx),
         Command::Serve(args) => serve::run(args, &ctx),
-        _ => Err(coded(
-            Exit::NotImplemented,
-            anyhow::anyhow!("`zenkoctl {name}` is not built yet in this version"),
-        )),
+        Command::Deploy(args) => deploy::run(args, &ctx),
+        Command::Teardown(args) => teardown::run(args, &ctx),
+        Command::Plan(args) => plan::run(args, &ctx),
+        Command::Status(args) => status::run(args, &ctx),
+        Command::Node(args) => node::run(args, &ctx),
+        Command::Build(args) => build::run(args, &ctx),
+        Command::Up(args) => up::run(args, &ctx),
+        Command::Down(args) => down::run(args, &ctx),
+        Command::Push(args) => push::run(args, &ctx),
+        Command::Healthcheck(args) => healthcheck::run(args, &ctx),
     };
     match result {
         Ok(exit) => ExitCode::from(exit.code()),

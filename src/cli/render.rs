@@ -57,7 +57,7 @@ pub struct RenderArgs {
     #[command(flatten)]
     pub stack: StackArgs,
     /// Write here instead of stdout.
-    #[arg(long = "out", short = 'O', value_name = "FILE")]
+    #[arg(long = "out", short = 'o', value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
 

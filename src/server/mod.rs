@@ -1,12 +1,15 @@
 //! The bundled Arsenal-compatible server (`zenkoctl serve`): the metadata service (socket.io
 //! RPC, 9990) and the data service (REST blobs, 9991), in one process by default.
 //!
+//! - [`metadata`]: the metadata service, over [`storage`];
 //! - [`data`]: the data service;
 //! - [`observe`]: health, Prometheus metrics and request-id logging, shared by both services;
 //! - this module: the orchestration — which services run, readiness, signals, shutdown.
 
 pub mod data;
+pub mod metadata;
 pub mod observe;
+pub mod storage;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,7 +36,7 @@ pub enum MetadataBackend {
     Mongodb,
 }
 
-/// Settings of the metadata service (accepted now; the service itself is built separately).
+/// Settings of the metadata service, as `serve` takes them.
 #[derive(Debug, Clone)]
 pub struct MetadataConfig {
     pub addr: SocketAddr,
@@ -70,15 +73,30 @@ pub fn run(config: ServeConfig, on_ready: impl Fn(&str, SocketAddr)) -> anyhow::
 
 /// Fails early, before anything is bound, when a requested service is not available.
 fn check_buildable(config: &ServeConfig) -> anyhow::Result<()> {
-    if config.services != Services::DataOnly {
+    if config.services != Services::DataOnly && config.metadata.backend == MetadataBackend::Mongodb
+    {
         return Err(coded(
             Exit::NotImplemented,
             anyhow::anyhow!(
-                "metadata service not built yet; run the data service alone with `--only data`"
+                "the mongodb metadata backend is not built yet; use --metadata-backend embedded"
             ),
         ));
     }
     Ok(())
+}
+
+impl MetadataConfig {
+    fn service_config(&self) -> metadata::MetadataConfig {
+        let mut c = metadata::MetadataConfig::new(self.addr, self.path.clone());
+        c.replication_group_id = self.replication_group_id.clone();
+        c.backend = match self.backend {
+            MetadataBackend::Embedded => metadata::Backend::Embedded,
+            MetadataBackend::Mongodb => metadata::Backend::MongoDb {
+                uri: self.mongodb_uri.clone().unwrap_or_default(),
+            },
+        };
+        c
+    }
 }
 
 /// Serves until `shutdown` resolves.
@@ -89,11 +107,86 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     check_buildable(&config)?;
     let obs = Observability::new();
-    let data = DataServer::bind(&config.data, obs.clone()).await?;
-    let addr = data.local_addr()?;
-    tracing::info!(%addr, path = %config.data.path.display(), "data service listening");
-    on_ready("data", addr);
-    data.run(shutdown).await
+    // Bind everything first, so a port in use fails the whole start before anything serves.
+    let md = match config.services {
+        Services::DataOnly => None,
+        _ => Some(
+            metadata::MetadataServer::bind(config.metadata.service_config(), obs.clone()).await?,
+        ),
+    };
+    let data = match config.services {
+        Services::MetadataOnly => None,
+        _ => Some(DataServer::bind(&config.data, obs.clone()).await?),
+    };
+    // One shutdown fans out to both services.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let md_task = md.map(|md| {
+        on_ready("metadata", md.local_addr());
+        tokio::spawn(md.serve(stopped()))
+    });
+    let data_task = match data {
+        Some(data) => {
+            let addr = data.local_addr()?;
+            tracing::info!(%addr, path = %config.data.path.display(), "data service listening");
+            on_ready("data", addr);
+            Some(tokio::spawn(data.run(stopped())))
+        }
+        None => None,
+    };
+    // Run until the signal, or until a service stops on its own (an error): then stop the
+    // other one too rather than serving half of the deployment.
+    let mut tasks: Vec<ServiceTask> = [("metadata", md_task), ("data", data_task)]
+        .into_iter()
+        .filter_map(|(name, t)| t.map(|t| (name, t)))
+        .collect();
+    let early = tokio::select! {
+        _ = shutdown => None,
+        done = first_finished(&mut tasks) => Some(done),
+    };
+    let _ = stop_tx.send(true);
+    let mut result = Ok(());
+    if let Some((i, outcome)) = early {
+        let (name, _) = tasks.remove(i);
+        result = match outcome {
+            Ok(Ok(())) => Err(anyhow::anyhow!("the {name} service stopped unexpectedly")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("the {name} service task failed"))),
+        };
+    }
+    for (name, task) in tasks {
+        let r = task
+            .await
+            .with_context(|| format!("the {name} service task failed"))
+            .and_then(|r| r);
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
+}
+
+type ServiceTask<'a> = (&'a str, tokio::task::JoinHandle<anyhow::Result<()>>);
+
+/// The index and outcome of the first task of `tasks` to finish (pending forever if none).
+async fn first_finished(
+    tasks: &mut [ServiceTask<'_>],
+) -> (usize, Result<anyhow::Result<()>, tokio::task::JoinError>) {
+    use std::future::Future;
+    std::future::poll_fn(|cx| {
+        for (i, (_, t)) in tasks.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(out) = std::pin::Pin::new(t).poll(cx) {
+                return std::task::Poll::Ready((i, out));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Watches SIGTERM (what Docker sends on stop) and SIGINT from now on; the returned future

@@ -127,12 +127,35 @@ fn profile_layer(
 }
 
 /// The variables a template sees: the values plus what is derived from them.
+///
+/// Values were interpolated already, and the rendered text is interpolated once more (for the
+/// `${VAR}` a template writes itself), so every `$` in a value is escaped as `$$` here: a
+/// value is interpolated exactly once.
 #[derive(Serialize)]
-struct TemplateContext<'a> {
+struct TemplateContext {
     #[serde(flatten)]
-    values: &'a Values,
+    values: serde_json::Value,
     /// `[registry/]repository:tag` of the module image.
     module_image: String,
+}
+
+impl TemplateContext {
+    fn new(values: &Values) -> Self {
+        fn escape(value: &mut serde_json::Value) {
+            match value {
+                serde_json::Value::String(s) => *s = s.replace('$', "$$"),
+                serde_json::Value::Array(items) => items.iter_mut().for_each(escape),
+                serde_json::Value::Object(map) => map.values_mut().for_each(escape),
+                _ => {}
+            }
+        }
+        let mut tree = serde_json::to_value(values).unwrap_or_default();
+        escape(&mut tree);
+        TemplateContext {
+            values: tree,
+            module_image: values.image.reference().replace('$', "$$"),
+        }
+    }
 }
 
 /// Renders and validates a stack. `env` resolves `${VAR}` (the process environment in the CLI).
@@ -163,10 +186,7 @@ pub fn render(
         Some(dir) => TemplateSet::from_dir(dir).map_err(one)?,
         None => TemplateSet::stock(),
     };
-    let context = TemplateContext {
-        values: &values,
-        module_image: values.image.reference(),
-    };
+    let context = TemplateContext::new(&values);
     let text = templates.render(&context).map_err(one)?;
 
     let shown = format!(

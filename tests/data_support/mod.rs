@@ -28,7 +28,7 @@ impl Server {
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_zenkoctl"));
         cmd.args([
-            "-o",
+            "--output",
             "json",
             "serve",
             "--only",
