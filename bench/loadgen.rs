@@ -8,12 +8,15 @@
 //!   data-loadgen static-server --size N
 //!       the loopback ceiling: hyper answering every GET with N bytes from memory;
 //!       prints "READY <port>".
-//!   data-loadgen disk --dir D --size N --concurrency C --seconds S
+//!   data-loadgen disk --dir D --size N --concurrency C --seconds S [--rename]
 //!       the disk ceiling: create + write + fsync of N-byte files, C threads; one JSON line.
+//!       With --rename, also rename into one of 3511 sub-directories and fsync that directory
+//!       (the minimum our durable PUT protocol needs).
 
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -163,14 +166,38 @@ impl Client {
         (status, location, total)
     }
 
+    /// Discards `n` body bytes. Bytes already buffered are dropped; the rest are discarded in
+    /// the kernel with `recv(MSG_TRUNC)` (TCP drops them without copying), so the load
+    /// generator's core does not become the bottleneck of large GETs.
     async fn skip(&mut self, mut n: u64) {
+        let buffered = n.min((self.filled - self.pos) as u64);
+        self.pos += buffered as usize;
+        n -= buffered;
         while n > 0 {
-            if self.pos == self.filled {
-                self.fill().await;
-            }
-            let take = n.min((self.filled - self.pos) as u64);
-            self.pos += take as usize;
-            n -= take;
+            let want = n.min(64 << 20) as usize;
+            let fd = self.stream.as_raw_fd();
+            let got = self
+                .stream
+                .async_io(tokio::io::Interest::READABLE, || {
+                    // SAFETY: MSG_TRUNC on TCP discards data; no buffer is written.
+                    let r = unsafe {
+                        libc::recv(
+                            fd,
+                            std::ptr::null_mut(),
+                            want,
+                            libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+                        )
+                    };
+                    if r < 0 {
+                        Err(std::io::Error::last_os_error())
+                    } else {
+                        Ok(r as u64)
+                    }
+                })
+                .await
+                .expect("recv");
+            assert!(got > 0, "server closed the connection mid-body");
+            n -= got;
         }
     }
 }
@@ -323,6 +350,7 @@ fn disk(args: &[String]) {
     let size: usize = need(args, "--size");
     let concurrency: usize = need(args, "--concurrency");
     let seconds: f64 = need(args, "--seconds");
+    let rename = args.iter().any(|a| a == "--rename");
     std::fs::create_dir_all(&dir).unwrap();
     let payload = Arc::new(vec![7u8; size]);
     let stop = Arc::new(AtomicBool::new(false));
@@ -344,6 +372,12 @@ fn disk(args: &[String]) {
                     f.write_all(&payload).unwrap();
                     f.sync_all().unwrap();
                     drop(f);
+                    if rename {
+                        let sub = dir.join(format!("d{}", (t as u64 * 7919 + i) % 3511));
+                        let _ = std::fs::create_dir(&sub);
+                        std::fs::rename(&path, sub.join(format!("{t}-{i}"))).unwrap();
+                        std::fs::File::open(&sub).unwrap().sync_all().unwrap();
+                    }
                     lat.push(t0.elapsed().as_micros() as u64);
                     i += 1;
                 }
@@ -366,7 +400,7 @@ fn disk(args: &[String]) {
     };
     let n = lat.len() as f64;
     let doc = serde_json::json!({
-        "op": "disk", "size": size, "concurrency": concurrency, "requests": lat.len(),
+        "op": if rename { "disk-rename" } else { "disk" }, "size": size, "concurrency": concurrency, "requests": lat.len(),
         "rps": n / elapsed, "mib_s": n * size as f64 / elapsed / 1048576.0,
         "p50_ms": pct(0.50) as f64 / 1000.0, "p99_ms": pct(0.99) as f64 / 1000.0,
     });

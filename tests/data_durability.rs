@@ -51,7 +51,7 @@ fn sigkill_mid_upload_keeps_acknowledged_objects_and_hides_partial_ones() {
                 let body = self_describing(id, len);
                 // Send big bodies in slices with pauses, so the kill often lands mid-body.
                 let outcome = (|| -> std::io::Result<String> {
-                    let mut c = Conn::connect(addr);
+                    let mut c = Conn::try_connect(addr)?;
                     c.send_head("PUT", "/DataFile/", &[("Content-Length", &len.to_string())])?;
                     for piece in body.chunks(256 * 1024) {
                         c.stream().write_all(piece)?;

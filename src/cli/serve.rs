@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub drain_timeout: u64,
+    /// Write uploads with O_DIRECT (no copy into the page cache before the fsync); `false`
+    /// writes through the page cache. Durability is the same either way.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub data_direct_io: bool,
 }
 
 pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<Exit> {
@@ -82,6 +86,7 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<Exit> {
             addr: args.data_addr,
             path: args.data_path,
             drain_timeout: Duration::from_secs(args.drain_timeout),
+            direct_io: args.data_direct_io,
         },
         metadata: MetadataConfig {
             addr: args.metadata_addr,

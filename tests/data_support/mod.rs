@@ -191,14 +191,16 @@ pub struct Conn {
 
 impl Conn {
     pub fn connect(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).expect("connect to the data server");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .unwrap();
-        stream.set_nodelay(true).unwrap();
-        Conn {
+        Self::try_connect(addr).expect("connect to the data server")
+    }
+
+    pub fn try_connect(addr: SocketAddr) -> io::Result<Conn> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
             reader: BufReader::new(stream),
-        }
+        })
     }
 
     pub fn stream(&mut self) -> &mut TcpStream {

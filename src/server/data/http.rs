@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 
 use super::body::{DataBody, FileBody};
 use super::range::{self, Resolved};
-use super::store::{DataStore, FsError, Key, LookupError};
+use super::store::{DataStore, FsError, Key, LookupError, Upload};
 use crate::server::observe::{self, Direction, Observability, ServiceMetrics};
 
 /// The one service name of the data protocol.
@@ -289,7 +289,11 @@ impl DataService {
         }
         let uids = observe::request_uids(req.headers());
         let mut body = req.into_body();
-        let mut upload = None;
+        // Double buffering: while one batch is written on the blocking pool, the next one is
+        // received. `writing` owns the upload while its write runs; if this future is dropped
+        // (client gone, shutdown), the write finishes, the upload is dropped with its result
+        // and its temporary file removed.
+        let mut writing: Option<tokio::task::JoinHandle<Result<Upload, FsError>>> = None;
         let mut batch: Vec<Bytes> = Vec::new();
         let mut batched = 0usize;
         loop {
@@ -301,32 +305,37 @@ impl DataService {
                         batched += data.len();
                         batch.push(data);
                         if batched >= WRITE_BATCH {
+                            let upload = match writing.take() {
+                                Some(w) => Some(joined(w).await?),
+                                None => None,
+                            };
                             let store = self.store.clone();
                             let bufs = std::mem::take(&mut batch);
                             batched = 0;
-                            upload = Some(
-                                blocking(move || {
-                                    let mut up = match upload {
-                                        Some(up) => up,
-                                        None => store.begin_upload()?,
-                                    };
-                                    up.write(&bufs)?;
-                                    Ok(up)
-                                })
-                                .await?,
-                            );
+                            writing = Some(tokio::task::spawn_blocking(move || {
+                                let mut up = match upload {
+                                    Some(up) => up,
+                                    None => store.begin_upload()?,
+                                };
+                                up.write(&bufs)?;
+                                Ok(up)
+                            }));
                         }
                     }
                 }
                 Some(Err(e)) => {
                     // The client went away or broke framing: the temporary file (if any) is
-                    // removed when `upload` drops; nothing becomes visible.
+                    // removed when the upload drops; nothing becomes visible.
                     tracing::info!(req_uids = %uids, error = %e, "upload aborted by the client");
                     return Err(ApiError::internal(format!("read stream error: {e}")));
                 }
                 None => break,
             }
         }
+        let upload = match writing.take() {
+            Some(w) => Some(joined(w).await?),
+            None => None,
+        };
         let store = self.store.clone();
         let key = blocking(move || {
             let mut up = match upload {
@@ -430,7 +439,12 @@ fn parse_int_prefix(v: &[u8]) -> Option<()> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, FsError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
+    joined(tokio::task::spawn_blocking(f)).await
+}
+
+/// Waits for blocking filesystem work; a filesystem error becomes `InternalError`.
+async fn joined<T>(handle: tokio::task::JoinHandle<Result<T, FsError>>) -> Result<T, ApiError> {
+    match handle.await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "data store failure");

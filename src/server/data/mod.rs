@@ -40,6 +40,8 @@ pub struct DataConfig {
     pub path: PathBuf,
     /// How long in-flight requests may take to finish after a shutdown request.
     pub drain_timeout: Duration,
+    /// Write uploads with `O_DIRECT` where the filesystem supports it.
+    pub direct_io: bool,
 }
 
 /// A bound, ready data service.
@@ -66,15 +68,18 @@ impl DataServer {
     /// interrupted uploads) and binds the listener.
     pub async fn bind(config: &DataConfig, obs: Arc<Observability>) -> anyhow::Result<DataServer> {
         let path = config.path.clone();
-        let store = tokio::task::spawn_blocking(move || DataStore::open(path))
-            .await
-            .context("data store setup task failed")?
-            .with_context(|| {
-                format!(
-                    "data service: cannot use the data directory {}",
-                    config.path.display()
-                )
-            })?;
+        let direct_io = config.direct_io;
+        let store = tokio::task::spawn_blocking(move || {
+            DataStore::open(path).map(|s| s.with_direct_io(direct_io))
+        })
+        .await
+        .context("data store setup task failed")?
+        .with_context(|| {
+            format!(
+                "data service: cannot use the data directory {}",
+                config.path.display()
+            )
+        })?;
         let store = Arc::new(store);
         obs.add_check(Arc::new(Writable(store.clone())));
         let listener = TcpListener::bind(config.addr)

@@ -10,13 +10,22 @@
 //! directory is fsynced before the key is handed out. A crash at any point leaves either no
 //! object or the complete object; leftover temporary files are removed at the next start.
 //!
+//! Uploads are written with `O_DIRECT` from an aligned staging buffer where the filesystem
+//! allows it: the data goes to the device without first being copied into the page cache, which
+//! the fsync would flush anyway. That copy is most of the CPU an upload costs with buffered
+//! writes. The unaligned tail goes through the page cache, and the fsync before the rename
+//! covers both. Filesystems without `O_DIRECT` (or with stricter alignment) fall back to
+//! buffered writes transparently.
+//!
 //! Every method here does blocking system calls: the HTTP layer calls them from
 //! `spawn_blocking` where they may wait on the disk (fsync, unlink, large writes).
 
+use std::alloc::{self, Layout};
 use std::ffi::CString;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +39,10 @@ pub const FOLDER_HASH: u32 = 3511;
 pub const KEY_LEN: usize = 40;
 /// Where uploads are written before they are renamed into place. Arsenal ignores it.
 pub const TEMP_DIR: &str = ".zenkoctl-tmp";
+/// Alignment of `O_DIRECT` buffers, file offsets and lengths (the usual 4 KiB block).
+const DIRECT_ALIGN: usize = 4096;
+/// Size of the `O_DIRECT` staging buffer of one upload (a multiple of [`DIRECT_ALIGN`]).
+pub const DIRECT_BUF: usize = 1024 * 1024;
 
 /// Arsenal's `stringHash` (the `string-hash` npm module): djb2 with XOR, over UTF-16 code units
 /// from last to first, 32-bit.
@@ -201,6 +214,7 @@ pub struct DiskUsage {
 pub struct DataStore {
     root: PathBuf,
     temp: PathBuf,
+    direct_io: bool,
 }
 
 impl DataStore {
@@ -229,7 +243,11 @@ impl DataStore {
         if created {
             fsync_dir(&root)?;
         }
-        let store = DataStore { root, temp };
+        let store = DataStore {
+            root,
+            temp,
+            direct_io: true,
+        };
         let removed = store.clean_temp()?;
         if removed > 0 {
             tracing::info!(
@@ -239,6 +257,12 @@ impl DataStore {
             );
         }
         Ok(store)
+    }
+
+    /// Whether uploads may use `O_DIRECT` (on by default; off writes through the page cache).
+    pub fn with_direct_io(mut self, on: bool) -> Self {
+        self.direct_io = on;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -277,7 +301,9 @@ impl DataStore {
         Ok(removed)
     }
 
-    /// Starts an upload: an exclusive temporary file.
+    /// Starts an upload: an exclusive temporary file. It is written through the page cache
+    /// until a full staging buffer of data has arrived, then with `O_DIRECT` (see
+    /// [`Upload::write`]).
     pub fn begin_upload(&self) -> Result<Upload, FsError> {
         loop {
             let name = format!(
@@ -285,23 +311,25 @@ impl DataStore {
                 Key::random().map_err(|e| FsError::new("getrandom", &self.temp, e))?
             );
             let path = self.temp.join(name);
-            match OpenOptions::new()
+            let file = match OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .custom_flags(libc::O_CLOEXEC)
                 .open(&path)
             {
-                Ok(file) => {
-                    return Ok(Upload {
-                        file,
-                        temp_path: path,
-                        root: self.root.clone(),
-                        done: false,
-                    })
-                }
+                Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(FsError::new("open", path, e)),
-            }
+            };
+            return Ok(Upload {
+                file,
+                temp_path: path,
+                root: self.root.clone(),
+                done: false,
+                direct_mode: false,
+                offset: 0,
+                staging: self.direct_io.then(AlignedBuf::new),
+            });
         }
     }
 
@@ -369,11 +397,43 @@ pub struct Upload {
     temp_path: PathBuf,
     root: PathBuf,
     done: bool,
+    /// The file descriptor has `O_DIRECT`.
+    direct_mode: bool,
+    /// Bytes written to the file so far (through `write_all`).
+    offset: u64,
+    /// Staging buffer for `O_DIRECT` writes; `None` when writing through the page cache.
+    staging: Option<AlignedBuf>,
 }
 
 impl Upload {
-    /// Appends buffers to the file (one `writev` per call when the kernel takes it all).
+    /// Appends buffers to the file. Small uploads (under [`DIRECT_BUF`]) stay in the staging
+    /// buffer and are written through the page cache at commit: for them one buffered write
+    /// plus the fsync is faster than a synchronous direct write plus the fsync. Larger ones
+    /// switch to `O_DIRECT`, which saves copying every byte into the page cache.
     pub fn write(&mut self, bufs: &[Bytes]) -> Result<(), FsError> {
+        if self.staging.is_none() {
+            return self.write_vectored(bufs);
+        }
+        for b in bufs {
+            let mut data = &b[..];
+            while !data.is_empty() {
+                let staging = self.staging.as_mut().expect("staging buffer");
+                data = staging.fill_from(data);
+                if staging.is_full() {
+                    if !self.direct_mode && self.offset == 0 {
+                        self.enter_direct_mode();
+                    }
+                    let staging = self.staging.take().expect("staging buffer");
+                    let written = self.write_all(staging.filled());
+                    self.staging = Some(staging.cleared());
+                    written?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_vectored(&mut self, bufs: &[Bytes]) -> Result<(), FsError> {
         let mut slices: Vec<IoSlice<'_>> = bufs
             .iter()
             .filter(|b| !b.is_empty())
@@ -397,9 +457,75 @@ impl Upload {
         Ok(())
     }
 
+    /// Writes all of `data`; an `O_DIRECT` write the filesystem refuses (alignment) is retried
+    /// through the page cache.
+    fn write_all(&mut self, mut data: &[u8]) -> Result<(), FsError> {
+        while !data.is_empty() {
+            match self.file.write(data) {
+                Ok(0) => {
+                    return Err(FsError::new(
+                        "write",
+                        &self.temp_path,
+                        io::Error::from(io::ErrorKind::WriteZero),
+                    ))
+                }
+                Ok(n) => {
+                    data = &data[n..];
+                    self.offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && self.direct_mode => {
+                    self.leave_direct_mode()?
+                }
+                Err(e) => return Err(FsError::new("write", &self.temp_path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `O_DIRECT` on the descriptor, if the filesystem takes it.
+    fn enter_direct_mode(&mut self) {
+        let fd = self.file.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // SAFETY: as above.
+        if flags >= 0 && unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT) } == 0 {
+            self.direct_mode = true;
+        }
+    }
+
+    /// Clears `O_DIRECT` on the descriptor: later writes go through the page cache.
+    fn leave_direct_mode(&mut self) -> Result<(), FsError> {
+        let fd = self.file.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // SAFETY: as above.
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+            return Err(FsError::new(
+                "fcntl",
+                &self.temp_path,
+                io::Error::last_os_error(),
+            ));
+        }
+        self.direct_mode = false;
+        Ok(())
+    }
+
     /// Makes the upload a durable object and returns its key: fsync the file, rename it to a
     /// fresh key without replacing anything, fsync the destination directory.
     pub fn commit(mut self) -> Result<Key, FsError> {
+        if let Some(staging) = self.staging.take() {
+            // The aligned part goes direct; the tail through the page cache.
+            let data = staging.filled();
+            let aligned = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+            self.write_all(&data[..aligned])?;
+            if aligned < data.len() {
+                if self.direct_mode {
+                    self.leave_direct_mode()?;
+                }
+                self.write_all(&data[aligned..])?;
+            }
+        }
         self.file
             .sync_all()
             .map_err(|e| FsError::new("fsync", &self.temp_path, e))?;
@@ -442,6 +568,65 @@ impl Drop for Upload {
                     "could not remove an abandoned upload; it is removed at the next start");
             }
         }
+    }
+}
+
+/// A heap buffer aligned for `O_DIRECT`, of [`DIRECT_BUF`] bytes.
+struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: plain owned heap memory.
+unsafe impl Send for AlignedBuf {}
+
+impl fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AlignedBuf({} bytes)", self.len)
+    }
+}
+
+impl AlignedBuf {
+    fn layout() -> Layout {
+        Layout::from_size_align(DIRECT_BUF, DIRECT_ALIGN).expect("valid layout")
+    }
+
+    fn new() -> Self {
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc::alloc(Self::layout()) };
+        let ptr = std::ptr::NonNull::new(ptr)
+            .unwrap_or_else(|| alloc::handle_alloc_error(Self::layout()));
+        AlignedBuf { ptr, len: 0 }
+    }
+
+    /// Copies as much of `data` as fits; returns the rest.
+    fn fill_from<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        let n = data.len().min(DIRECT_BUF - self.len);
+        // SAFETY: `len + n <= DIRECT_BUF`, and `data` cannot overlap our allocation.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(self.len), n) };
+        self.len += n;
+        &data[n..]
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == DIRECT_BUF
+    }
+
+    fn filled(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes were written by `fill_from`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    fn cleared(mut self) -> Self {
+        self.len = 0;
+        self
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with the same layout.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout()) };
     }
 }
 
@@ -562,6 +747,40 @@ mod tests {
             Err(LookupError::NotFound)
         ));
         assert!(matches!(store.delete(&key), Err(LookupError::NotFound)));
+    }
+
+    #[test]
+    fn uploads_of_every_alignment_round_trip() {
+        // Sizes around the O_DIRECT block and staging-buffer boundaries, fed in uneven pieces.
+        let dir = tempfile::tempdir().unwrap();
+        for direct in [true, false] {
+            alignment_round_trips(DataStore::open(dir.path()).unwrap().with_direct_io(direct));
+        }
+    }
+
+    fn alignment_round_trips(store: DataStore) {
+        let sizes = [
+            0,
+            1,
+            DIRECT_ALIGN - 1,
+            DIRECT_ALIGN,
+            DIRECT_ALIGN + 1,
+            DIRECT_BUF - 1,
+            DIRECT_BUF,
+            DIRECT_BUF + 1,
+            3 * DIRECT_BUF + 5000,
+        ];
+        for size in sizes {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4096) as u8).collect();
+            let mut up = store.begin_upload().unwrap();
+            let pieces: Vec<Bytes> = data.chunks(65_537).map(Bytes::copy_from_slice).collect();
+            for group in pieces.chunks(5) {
+                up.write(group).unwrap();
+            }
+            let key = up.commit().unwrap();
+            let stored = fs::read(store.object_path(&key)).unwrap();
+            assert!(stored == data, "size {size} differs");
+        }
     }
 
     #[test]
