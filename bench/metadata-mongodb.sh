@@ -43,7 +43,7 @@ db="zk_bench_$$"
 
 start_ours() { # NAME ARGS...
     local name="$1"; shift
-    "$root/target/release/zenkoctl" -o json serve --only metadata --metadata-addr 127.0.0.1:0 \
+    "$root/target/release/zenkoctl" --output json serve --only metadata --metadata-addr 127.0.0.1:0 \
         --metadata-path "$work/$name" "$@" > "$work/$name.out" 2> "$work/$name.err" &
     pids+=($!)
     eval "${name}_pid=$!"

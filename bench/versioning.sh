@@ -20,7 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$root/target/release/zenkoctl" -o json serve --only metadata --metadata-addr 127.0.0.1:0 \
+"$root/target/release/zenkoctl" --output json serve --only metadata --metadata-addr 127.0.0.1:0 \
     --metadata-path "$work/ours" > "$work/ours.out" 2> "$work/ours.err" &
 pids+=($!); ours_pid=$!
 node "$root/tests/arsenal/ref-mdserver.js" --path "$work/ref" --port 0 > "$work/ref.out" 2> "$work/ref.err" &
