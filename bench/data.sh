@@ -49,7 +49,7 @@ start_server() {
     rm -rf "$work/data"
     : > "$out"
     case "$kind" in
-        ours) taskset -c "$SERVER_CPU" "$bin" -o json serve --only data \
+        ours) taskset -c "$SERVER_CPU" "$bin" --output json serve --only data \
                   --data-addr 127.0.0.1:0 --data-path "$work/data" >"$out" 2>"$work/ours.err" & ;;
         ref) taskset -c "$SERVER_CPU" node tests/arsenal/ref-dataserver.js \
                   --dataPath "$work/data" --port 0 >"$out" 2>"$work/ref.err" & ;;
