@@ -149,6 +149,27 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// How a backend's writer answers one batch: `Ok` once the batch is durable.
+pub type WriteReply = tokio::sync::oneshot::Sender<Result<(), StorageError>>;
+
+/// The shared shape of [`Store::write`] for backends with a single writer task: `send` enqueues
+/// the batch with its reply channel *now* (the ordering contract), and the returned future only
+/// waits for the writer's answer. `send` returns false when the writer is gone.
+pub fn enqueue_write(
+    backend: &'static str,
+    ops: Vec<Op>,
+    send: impl FnOnce((Vec<Op>, WriteReply)) -> bool,
+) -> StoreFuture<'static, ()> {
+    let (reply, done) = tokio::sync::oneshot::channel();
+    let sent = send((ops, reply));
+    Box::pin(async move {
+        if !sent {
+            return Err(StorageError::Closed { backend });
+        }
+        done.await.unwrap_or(Err(StorageError::Closed { backend }))
+    })
+}
+
 /// Collect a whole scan (tests and small internal lookups only).
 pub async fn collect(store: &dyn Store, scan: Scan) -> Result<Vec<Entry>, StorageError> {
     let mut cursor = store.scan(scan).await?;

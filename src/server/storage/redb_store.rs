@@ -19,7 +19,6 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use redb::{ReadableDatabase, TableDefinition};
-use tokio::sync::oneshot;
 
 use super::{Cursor, Entry, Op, Scan, StorageError, Store, StoreFuture};
 
@@ -35,7 +34,7 @@ const GATHER: std::time::Duration = std::time::Duration::from_micros(1500);
 /// stays cached; RSS is bounded by this plus the service's own bounded buffers.
 const CACHE_BYTES: usize = 256 << 20;
 
-type Reply = oneshot::Sender<Result<(), StorageError>>;
+type Reply = super::WriteReply;
 
 pub struct RedbStore {
     db: std::sync::Arc<redb::Database>,
@@ -225,18 +224,8 @@ impl Store for RedbStore {
     }
 
     fn write(&self, ops: Vec<Op>) -> StoreFuture<'static, ()> {
-        // Enqueue now (the ordering contract), wait later.
-        let (reply, done) = oneshot::channel();
-        let sent = match &self.tx {
-            Some(tx) => tx.send((ops, reply)).is_ok(),
-            None => false,
-        };
-        Box::pin(async move {
-            if !sent {
-                return Err(StorageError::Closed { backend: BACKEND });
-            }
-            done.await
-                .unwrap_or(Err(StorageError::Closed { backend: BACKEND }))
+        super::enqueue_write(BACKEND, ops, |request| {
+            self.tx.as_ref().is_some_and(|tx| tx.send(request).is_ok())
         })
     }
 

@@ -60,7 +60,7 @@ use mongodb::bson::{doc, Binary, Bson, Document, RawDocumentBuf};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, WriteConcern};
 use mongodb::{Client, Collection, Database};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{Cursor, Op, Scan, StorageError, Store, StoreFuture};
 use layout::Place;
@@ -129,7 +129,7 @@ pub(crate) struct Inner {
     retry_window: Duration,
 }
 
-type Reply = oneshot::Sender<Result<(), StorageError>>;
+type Reply = super::WriteReply;
 
 pub struct MongoStore {
     inner: Arc<Inner>,
@@ -889,18 +889,8 @@ impl Store for MongoStore {
     }
 
     fn write(&self, ops: Vec<Op>) -> StoreFuture<'static, ()> {
-        // Enqueue now (the ordering contract), wait later.
-        let (reply, done) = oneshot::channel();
-        let sent = match &self.tx {
-            Some(tx) => tx.send((ops, reply)).is_ok(),
-            None => false,
-        };
-        Box::pin(async move {
-            if !sent {
-                return Err(StorageError::Closed { backend: BACKEND });
-            }
-            done.await
-                .unwrap_or(Err(StorageError::Closed { backend: BACKEND }))
+        super::enqueue_write(BACKEND, ops, |request| {
+            self.tx.as_ref().is_some_and(|tx| tx.send(request).is_ok())
         })
     }
 
