@@ -28,16 +28,7 @@ impl Run {
 }
 
 fn zenkoctl(engine: &Dockerd, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
-        .arg("--host")
-        .arg(&engine.host)
-        .args(args)
-        .env_remove("DOCKER_HOST")
-        .env_remove("ZENKOCTL_TEMPLATES")
-        .env_remove("ZENKOCTL_STACKS")
-        .env_remove("ZENKO_STACK")
-        .output()
-        .expect("run zenkoctl");
+    let out = engine.zenkoctl().args(args).output().expect("run zenkoctl");
     let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).to_string(),

@@ -8,22 +8,12 @@
 #[path = "common/dockerd.rs"]
 mod dockerd;
 
-use std::process::Command;
 use std::time::Instant;
 
 use dockerd::Dockerd;
 
 fn zenkoctl(engine: &Dockerd, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
-        .arg("--host")
-        .arg(&engine.host)
-        .args(args)
-        .env_remove("DOCKER_HOST")
-        .env_remove("ZENKOCTL_TEMPLATES")
-        .env_remove("ZENKOCTL_STACKS")
-        .env_remove("ZENKO_STACK")
-        .output()
-        .expect("run zenkoctl");
+    let out = engine.zenkoctl().args(args).output().expect("run zenkoctl");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).to_string(),

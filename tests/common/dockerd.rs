@@ -52,6 +52,20 @@ fn get(socket: &Path, path: &str) -> std::io::Result<(u16, String)> {
 }
 
 impl Dockerd {
+    /// `zenkoctl --host <this engine>`, with the environment that would redirect it (another
+    /// engine, other templates or profiles, another stack name) removed.
+    #[allow(dead_code)]
+    pub fn zenkoctl(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zenkoctl"));
+        cmd.arg("--host")
+            .arg(&self.host)
+            .env_remove("DOCKER_HOST")
+            .env_remove("ZENKOCTL_TEMPLATES")
+            .env_remove("ZENKOCTL_STACKS")
+            .env_remove("ZENKO_STACK");
+        cmd
+    }
+
     /// Starts the engine, waits until it answers, and runs `swarm init`.
     pub fn start() -> Dockerd {
         require("dockerd");
