@@ -35,14 +35,15 @@ pub fn spec_hash(spec: &ServiceSpec) -> String {
         labels.remove(SPEC_HASH_LABEL);
     }
     let canonical = normalise(&value).unwrap_or(Value::Null);
-    // serde_json's Map is a BTreeMap (no preserve_order feature): keys are serialised sorted.
     let text = serde_json::to_string(&canonical).unwrap_or_default();
     super::sha256_hex(text.as_bytes())[..16].to_string()
 }
 
 /// Drops what carries no setting: nulls, empty strings, empty lists and maps, zero numbers and
 /// `false` (Go's `omitempty` makes them equivalent to absent on the wire). `None` if nothing
-/// is left.
+/// is left. Object keys come out sorted: bollard's maps are `HashMap`s, and serde_json keeps
+/// insertion order once any crate in the build enables its `preserve_order` feature (bson
+/// does), so sorting here is what makes the hash deterministic.
 pub fn normalise(value: &Value) -> Option<Value> {
     match value {
         Value::Null => None,
@@ -57,10 +58,12 @@ pub fn normalise(value: &Value) -> Option<Value> {
             (!items.is_empty()).then_some(Value::Array(items))
         }
         Value::Object(map) => {
-            let map: serde_json::Map<String, Value> = map
+            let sorted: std::collections::BTreeMap<&String, Value> = map
                 .iter()
-                .filter_map(|(k, v)| normalise(v).map(|v| (k.clone(), v)))
+                .filter_map(|(k, v)| normalise(v).map(|v| (k, v)))
                 .collect();
+            let map: serde_json::Map<String, Value> =
+                sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect();
             (!map.is_empty()).then_some(Value::Object(map))
         }
         other => Some(other.clone()),
