@@ -71,6 +71,13 @@ const MODULE: &[&str] = &[
     "90",
 ];
 
+/// A file's content as the running task of `service` sees it (its container on this engine).
+fn read_in_task(engine: &Dockerd, service: &str, path: &str) -> String {
+    let filter = format!("label=com.docker.swarm.service.name={service}");
+    let container = engine.docker(&["ps", "-q", "--filter", &filter]);
+    engine.docker(&["exec", container.trim(), "/bin/busybox", "cat", path])
+}
+
 fn with(base: &[&str], more: &[&str]) -> Vec<String> {
     base.iter().chain(more).map(|s| s.to_string()).collect()
 }
@@ -421,37 +428,23 @@ secrets:
     let sref = &one["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][0];
     assert_eq!(sref["File"]["Name"], "s3-credentials");
     assert_eq!(sref["SecretName"], secret_name.as_str());
-    let container = engine.docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        "label=com.docker.swarm.service.name=pair_one",
-    ]);
-    let content = engine.docker(&[
-        "exec",
-        container.trim(),
-        "/bin/busybox",
-        "cat",
-        "/run/secrets/s3-credentials",
-    ]);
+    let content = read_in_task(engine, "pair_one", "/run/secrets/s3-credentials");
     assert_eq!(content, "export SCALITY_ACCESS_KEY_ID=one\n");
 
     // Change what only `one` uses: `one` is updated in place, `two` untouched.
+    let debug_deploy = with(
+        &[
+            "--output",
+            "json",
+            "deploy",
+            "--set",
+            "module.log_level=debug",
+        ],
+        &base,
+    );
     let (one_id, one_version) = (one["ID"].clone(), one["Version"]["Index"].as_u64().unwrap());
     let two_version = inspect(engine, "pair_two")["Version"]["Index"].clone();
-    let r = zenkoctl(
-        engine,
-        &args(&with(
-            &[
-                "--output",
-                "json",
-                "deploy",
-                "--set",
-                "module.log_level=debug",
-            ],
-            &base,
-        )),
-    );
+    let r = zenkoctl(engine, &args(&debug_deploy));
     expect(&r, 0, "update of one service");
     let doc = r.json();
     let actions: Vec<(String, String)> = doc["deploy"]["services"]
@@ -487,19 +480,7 @@ secrets:
 
     // Rotate the secret: a new hashed secret, same target, the old one removed after convergence.
     std::fs::write(&secret, "export SCALITY_ACCESS_KEY_ID=two\n").unwrap();
-    let r = zenkoctl(
-        engine,
-        &args(&with(
-            &[
-                "--output",
-                "json",
-                "deploy",
-                "--set",
-                "module.log_level=debug",
-            ],
-            &base,
-        )),
-    );
+    let r = zenkoctl(engine, &args(&debug_deploy));
     expect(&r, 0, "secret rotation");
     let doc = r.json();
     let new_name = doc["deploy"]["secrets_created"][0]
@@ -514,19 +495,7 @@ secrets:
     );
     let listed = engine.docker(&["secret", "ls", "--format", "{{.Name}}"]);
     assert_eq!(listed.trim(), new_name);
-    let container = engine.docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        "label=com.docker.swarm.service.name=pair_one",
-    ]);
-    let content = engine.docker(&[
-        "exec",
-        container.trim(),
-        "/bin/busybox",
-        "cat",
-        "/run/secrets/s3-credentials",
-    ]);
+    let content = read_in_task(engine, "pair_one", "/run/secrets/s3-credentials");
     assert_eq!(content, "export SCALITY_ACCESS_KEY_ID=two\n");
 
     // A secret that Swarm would refuse is refused before anything is created.
