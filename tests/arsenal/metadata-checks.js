@@ -10,7 +10,7 @@
 //                           [--record-log true|false] [--only ...] [--list]
 const crypto = require('crypto');
 const { suite } = require('./lib/runner');
-const { openMetadata, openBucketFile, openRecordLog, makeBucketInfo, BucketInfo } = require('./lib/clients');
+const { openRecordLog, makeBucketInfo, BucketInfo, sharedMetadata, sharedBucketFile } = require('./lib/clients');
 const { assert, rejectsWithArsenal, assertDiskUsage } = require('./lib/expect');
 
 const s = suite('metadata', {
@@ -26,21 +26,8 @@ const VID_RE = /^\d{14}\d{6}[\s\S]{7}\d*$/; // 14+6+7+counter layout (spec §5.2
 // Keys for the listing checks, in bytewise UTF-8 order ("é" = C3 A9 sorts after "z").
 const LIST_KEYS = ['a', 'a\u0000x', 'a\u0001', 'b', 'c', 'z', 'é'];
 
-async function md(ctx) {
-    if (!ctx.state.md) {
-        ctx.state.md = await openMetadata(ctx.host, ctx.port);
-        ctx.cleanup(() => ctx.state.md.close());
-    }
-    return ctx.state.md;
-}
-
-async function bucketFile(ctx) {
-    if (!ctx.state.bfi) {
-        ctx.state.bfi = await openBucketFile(ctx.host, ctx.port);
-        ctx.cleanup(() => ctx.state.bfi.close());
-    }
-    return ctx.state.bfi;
-}
+const md = sharedMetadata;
+const bucketFile = sharedBucketFile;
 
 const keysOf = items => items.map(i => i.key);
 

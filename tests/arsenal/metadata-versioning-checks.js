@@ -12,7 +12,7 @@
 //                                      [--repair-wait-ms 16000] [--only ...]
 const crypto = require('crypto');
 const { suite } = require('./lib/runner');
-const { openMetadata, openBucketFile, makeBucketInfo } = require('./lib/clients');
+const { makeBucketInfo, sharedMetadata, sharedBucketFile } = require('./lib/clients');
 const { assert, rejectsWithArsenal } = require('./lib/expect');
 
 const s = suite('metadata-versioning', {
@@ -31,21 +31,8 @@ function vidRe(rg) {
     return new RegExp(`^\\d{14}\\d{6}${padded}\\d+$`);
 }
 
-async function md(ctx) {
-    if (!ctx.state.md) {
-        ctx.state.md = await openMetadata(ctx.host, ctx.port);
-        ctx.cleanup(() => ctx.state.md.close());
-    }
-    return ctx.state.md;
-}
-
-async function bucketFile(ctx) {
-    if (!ctx.state.bfi) {
-        ctx.state.bfi = await openBucketFile(ctx.host, ctx.port);
-        ctx.cleanup(() => ctx.state.bfi.close());
-    }
-    return ctx.state.bfi;
-}
+const md = sharedMetadata;
+const bucketFile = sharedBucketFile;
 
 /** Every key/value of a sublevel, as {key: value}, in listing order (keys joined for order checks). */
 async function dump(sub) {

@@ -305,6 +305,21 @@ function makeBucketInfo(name, { owner = 'harness-owner-canonical-id', ownerDispl
     return info;
 }
 
+/**
+ * One client per suite run, opened on first use and closed by the runner's cleanup: checks in a
+ * suite share `ctx.state`, so they share the connection too.
+ */
+async function sharedClient(ctx, slot, open) {
+    if (!ctx.state[slot]) {
+        ctx.state[slot] = await open(ctx.host, ctx.port);
+        ctx.cleanup(() => ctx.state[slot].close());
+    }
+    return ctx.state[slot];
+}
+
+const sharedMetadata = ctx => sharedClient(ctx, 'md', openMetadata);
+const sharedBucketFile = ctx => sharedClient(ctx, 'bfi', openBucketFile);
+
 module.exports = {
     RESTClient,
     MetadataFileClient,
@@ -322,4 +337,6 @@ module.exports = {
     openRecordLog,
     openBucketFile,
     makeBucketInfo,
+    sharedMetadata,
+    sharedBucketFile,
 };
