@@ -12,6 +12,7 @@
 const fs = require('fs');
 const { parseArgs, parsePort } = require('./lib/args');
 const { arsenalModule } = require('./lib/arsenal');
+const { announceReady, stopOnSignals } = require('./lib/lifecycle');
 
 const USAGE = 'ref-dataserver.js --dataPath DIR [--port N] [--bindAddress ADDR] [--noSync] [--noCache]';
 const opts = parseArgs(process.argv.slice(2), {
@@ -43,27 +44,19 @@ const dataServer = new RESTServer({
 dataServer.setPort(port);
 dataServer.onListening(() => {
     // eslint-disable-next-line no-underscore-dangle
-    process.stdout.write(`READY ${dataServer._server.address().port}\n`);
+    announceReady(dataServer._server.address().port);
 });
 dataServer.onError(err => {
     process.stderr.write(`ref-dataserver: server error: ${err.stack || err}\n`);
     process.exit(1);
 });
 
-let stopping = false;
-function stop(signal) {
-    if (stopping) {
-        return;
-    }
-    stopping = true;
-    process.stderr.write(`ref-dataserver: ${signal}, stopping\n`);
+stopOnSignals('ref-dataserver', () => {
     dataServer.onStop(() => process.exit(0));
     dataServer.stop();
     // Keep-alive clients may hold sockets open; do not wait for them.
     setTimeout(() => process.exit(0), 1000).unref();
-}
-process.on('SIGTERM', () => stop('SIGTERM'));
-process.on('SIGINT', () => stop('SIGINT'));
+});
 
 dataServer.setup(err => {
     if (err) {

@@ -16,6 +16,7 @@
 const fs = require('fs');
 const { parseArgs, parsePort } = require('./lib/args');
 const { arsenalModule } = require('./lib/arsenal');
+const { announceReady, stopOnSignals } = require('./lib/lifecycle');
 
 const USAGE = 'ref-mdserver.js --path DIR [--port N] [--bindAddress ADDR] '
     + '[--replicationGroupId RG] [--recordLog true|false] [--recordLogName NAME]';
@@ -46,7 +47,7 @@ mdServer.startServer();
 
 // MetadataFileServer keeps its http.Server inside the socket.io server it creates.
 const httpServer = mdServer.server.httpServer;
-const announce = () => process.stdout.write(`READY ${httpServer.address().port}\n`);
+const announce = () => announceReady(httpServer.address().port);
 if (httpServer.listening) {
     announce();
 } else {
@@ -57,13 +58,7 @@ httpServer.on('error', err => {
     process.exit(1);
 });
 
-let stopping = false;
-function stop(signal) {
-    if (stopping) {
-        return;
-    }
-    stopping = true;
-    process.stderr.write(`ref-mdserver: ${signal}, stopping\n`);
+stopOnSignals('ref-mdserver', () => {
     const hardStop = setTimeout(() => process.exit(0), 2000);
     hardStop.unref();
     // Close socket.io (disconnects clients, closes the http server), then LevelDB
@@ -76,6 +71,4 @@ function stop(signal) {
             process.exit(0);
         });
     });
-}
-process.on('SIGTERM', () => stop('SIGTERM'));
-process.on('SIGINT', () => stop('SIGINT'));
+});
