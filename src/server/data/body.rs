@@ -345,9 +345,9 @@ impl Drop for Placeholder {
 static CACHESTAT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// Whether `len` bytes of a file from `offset` are all in the page cache, by `cachestat(2)`,
-/// which counts cached pages straight from the page cache: about ten times cheaper than
-/// `mincore` on a fresh mapping, which looks every page up one by one (measured: `mincore` was
-/// a tenth of the CPU of an 8 MiB GET). `None` when the call is unavailable.
+/// which counts cached pages from the page cache directly instead of looking each page of a
+/// fresh mapping up like `mincore` (measured: `mincore` was a tenth of the CPU of an 8 MiB GET).
+/// `None` when the call is unavailable (kernels before 6.5, seccomp filters).
 fn resident(file: &File, offset: u64, len: usize) -> Option<bool> {
     #[repr(C)]
     struct Range {
