@@ -353,3 +353,51 @@ fn idle_keep_alive_connections_outlive_the_client_agent() {
         .expect("the server closed a keep-alive connection idle for 56 s");
     assert_eq!(r.body, b"idle");
 }
+
+#[test]
+fn object_truncated_during_a_get_fails_that_response_only() {
+    // Objects are immutable, but an operator can still truncate a file under a running server.
+    // The response being sent must fail (short body, connection closed: its Content-Length can
+    // no longer be met) and the server must keep serving: no SIGBUS from a mapped file.
+    let (_dir, mut s) = server();
+    let size = 32 * 1024 * 1024;
+    let body = Pattern::bytes(7, size);
+    let key = put(s.addr, &body);
+    let other = put(s.addr, b"still here");
+    let path = std::fs::read_dir(&s.data_path)
+        .unwrap()
+        .map(|d| d.unwrap().path().join(&key))
+        .find(|p| p.exists())
+        .expect("object file in its hash directory");
+
+    let mut c = Conn::connect(s.addr);
+    c.send_head("GET", &format!("/DataFile/{key}"), &[])
+        .unwrap();
+    let (status, headers) = c.read_head().unwrap();
+    assert_eq!(status, 200);
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("content-length") && v == &size.to_string()));
+    let mut first = vec![0u8; 1024 * 1024];
+    std::io::Read::read_exact(c.reader(), &mut first).unwrap();
+    assert!(first == body[..first.len()], "first MiB differs");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(c.reader(), &mut rest);
+    assert!(
+        first.len() + rest.len() < size,
+        "the whole body arrived although the file was truncated"
+    );
+
+    assert!(
+        s.child.try_wait().unwrap().is_none(),
+        "the server died: {}",
+        s.stderr()
+    );
+    assert_eq!(get(s.addr, &other, None).body, b"still here");
+}

@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use super::body::{DataBody, FileBody};
 use super::range::{self, Resolved};
 use super::store::{DataStore, FsError, Key, LookupError, Upload};
+use super::zerocopy::Slots;
 use crate::server::observe::{self, Direction, Observability, ServiceMetrics};
 
 /// The one service name of the data protocol.
@@ -222,8 +223,13 @@ impl DataService {
         &self.store
     }
 
-    /// Answers one request. Never fails: errors become Arsenal error responses.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<DataBody> {
+    /// Answers one request. Never fails: errors become Arsenal error responses. `zero_copy`: the
+    /// connection's placeholder registry when it can send file bodies with `sendfile`.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        zero_copy: Option<Arc<Slots>>,
+    ) -> Response<DataBody> {
         let uids = observe::request_uids(req.headers());
         let method = req.method().clone();
         let target = req
@@ -252,7 +258,11 @@ impl DataService {
             }
             Ok(Route::Get(key)) => {
                 timer.set_op("get");
-                self.get(&key, req.headers().get(RANGE).map(HeaderValue::as_bytes))
+                self.get(
+                    &key,
+                    req.headers().get(RANGE).map(HeaderValue::as_bytes),
+                    zero_copy,
+                )
             }
             Ok(Route::Delete(key)) => {
                 timer.set_op("delete");
@@ -358,7 +368,12 @@ impl DataService {
         Ok(resp)
     }
 
-    fn get(&self, key: &str, range_header: Option<&[u8]>) -> Result<Response<DataBody>, ApiError> {
+    fn get(
+        &self,
+        key: &str,
+        range_header: Option<&[u8]>,
+        zero_copy: Option<Arc<Slots>>,
+    ) -> Result<Response<DataBody>, ApiError> {
         // A key that is not 40 lowercase hex characters was never handed out: it cannot exist,
         // and it is never turned into a path.
         let key = Key::parse(key).ok_or_else(ApiError::obj_not_found)?;
@@ -381,7 +396,13 @@ impl DataService {
         let body = if len == 0 {
             DataBody::Empty
         } else {
-            DataBody::File(FileBody::new(file, start, len, self.bytes_out.clone()))
+            DataBody::File(FileBody::new(
+                file,
+                start,
+                len,
+                self.bytes_out.clone(),
+                zero_copy,
+            ))
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = status;

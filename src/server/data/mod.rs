@@ -5,12 +5,14 @@
 //! - [`range`]: `Range` header semantics of the reference;
 //! - [`http`]: routing, handlers and Arsenal's error encoding (the protocol edge);
 //! - [`body`]: streaming file bodies;
+//! - [`zerocopy`]: the connection I/O that sends file chunks with `sendfile`;
 //! - [`DataServer`]: the listener, connections and graceful shutdown.
 
 pub mod body;
 pub mod http;
 pub mod range;
 pub mod store;
+pub mod zerocopy;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use tokio::net::TcpListener;
 
 use self::http::DataService;
 use self::store::DataStore;
+use self::zerocopy::{Slots, ZeroCopyStream};
 use crate::server::observe::{HealthCheck, Observability};
 
 /// Idle keep-alive connections are kept at least this long: Arsenal's client agent drops idle
@@ -103,7 +106,10 @@ impl DataServer {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(KEEP_ALIVE)
-            .keep_alive(true);
+            .keep_alive(true)
+            // Queue body buffers instead of copying them into one write buffer: file chunks are
+            // placeholders that only the connection's I/O may interpret (see `zerocopy`).
+            .writev(true);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -120,11 +126,15 @@ impl DataServer {
                     };
                     let _ = stream.set_nodelay(true);
                     let service = self.service.clone();
+                    let slots = Slots::new();
                     let conn = builder.serve_connection(
-                        TokioIo::new(stream),
+                        TokioIo::new(ZeroCopyStream::new(stream, slots.clone())),
                         service_fn(move |req| {
                             let service = service.clone();
-                            async move { Ok::<_, std::convert::Infallible>(service.handle(req).await) }
+                            let slots = slots.clone();
+                            async move {
+                                Ok::<_, std::convert::Infallible>(service.handle(req, Some(slots)).await)
+                            }
                         }),
                     );
                     let conn = graceful.watch(conn);
