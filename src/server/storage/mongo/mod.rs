@@ -14,7 +14,9 @@
 //!   to code points (order-preserving, see [`layout`]);
 //! * `zenkoctl.sublevels`: `{_id: <collection>, sub: <sublevel name>}` for every sublevel
 //!   collection (how raw scans enumerate them, and how hashed names are read back);
-//! * `zenkoctl.journal` (standalone servers only): batches being applied.
+//! * `zenkoctl.journal` (standalone servers only): batches being applied;
+//! * `zenkoctl.deployment`: `{_id: "uuid", uuid: …}`, the deployment id (see
+//!   [`MongoStore::deployment_uuid`]).
 //!
 //! # Order and scans
 //! `_id` strings compare as their UTF-8 bytes (no collation is set anywhere), which is the
@@ -48,6 +50,7 @@
 //! result is safe. Health: [`Store::check`] pings the server.
 
 pub mod layout;
+pub mod replset;
 mod scan;
 
 use std::collections::BTreeMap;
@@ -92,6 +95,9 @@ pub struct MongoConfig {
     /// Use the standalone fallback (batch journal, no transactions) even on a replica set: how
     /// the fallback is tested against a replica-set stand-in.
     pub force_standalone: bool,
+    /// Initiate the URI's replica set as a single-node set if it is not yet (the bundled
+    /// `mongod --replSet` service), then wait for its primary: see [`replset`].
+    pub init_replset: bool,
 }
 
 impl MongoConfig {
@@ -102,6 +108,7 @@ impl MongoConfig {
             retry_window: DEFAULT_RETRY_WINDOW,
             connect_window: Duration::from_secs(60),
             force_standalone: false,
+            init_replset: false,
         }
     }
 }
@@ -200,6 +207,16 @@ pub(crate) fn is_retryable(e: &MongoError) -> bool {
             .write_concern_error
             .as_ref()
             .is_some_and(|w| CODES.contains(&w.code)),
+        _ => false,
+    }
+}
+
+/// A write refused because the `_id` (or a unique index key) exists.
+pub(crate) fn is_duplicate_key(e: &MongoError) -> bool {
+    const DUPLICATE_KEY: i32 = 11000;
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
         _ => false,
     }
 }
@@ -705,6 +722,9 @@ impl MongoStore {
         opts.server_selection_timeout
             .get_or_insert(Duration::from_secs(5));
         opts.connect_timeout.get_or_insert(Duration::from_secs(5));
+        if config.init_replset {
+            replset::ensure_initiated(&opts, config.connect_window).await?;
+        }
         let client =
             Client::with_options(opts).map_err(|e| err(format!("connecting to {hosts}"), e))?;
         let db = client.database(&config.database);
@@ -750,6 +770,66 @@ impl MongoStore {
     /// Replica set or sharded cluster (transactions), as detected at open.
     pub fn transactions(&self) -> bool {
         self.inner.transactions
+    }
+
+    /// The deployment id kept in this database: the stored one, or `candidate` when there is
+    /// none yet. Created with an insert on a fixed `_id`, so when servers start at once the
+    /// first insert wins and the others get a duplicate-key error and read the winner's id:
+    /// every instance, on whichever node it runs, answers the same id.
+    pub async fn deployment_uuid(&self, candidate: &str) -> Result<String, StorageError> {
+        let inner = &self.inner;
+        let coll = inner.durable_coll(layout::DEPLOYMENT);
+        let stored = |d: Document| {
+            d.get_str("uuid").map(str::to_string).map_err(|e| {
+                err(
+                    format!(
+                        "reading the deployment id in {} ({})",
+                        layout::DEPLOYMENT,
+                        inner.describe()
+                    ),
+                    e,
+                )
+            })
+        };
+        let what = "reading the deployment id";
+        if let Some(d) = with_retry(inner.retry_window, what, || {
+            coll.find_one(doc! {"_id": "uuid"})
+        })
+        .await?
+        {
+            return stored(d);
+        }
+        let created = with_retry(inner.retry_window, "creating the deployment id", || async {
+            match coll
+                .insert_one(doc! {"_id": "uuid", "uuid": candidate})
+                .await
+            {
+                Ok(_) => Ok(true),
+                // Another instance inserted first (or our own earlier attempt did, before a
+                // connection loss hid its answer): read what is there.
+                Err(e) if is_duplicate_key(&e) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+        if created {
+            tracing::info!(uuid = candidate, "mongodb: created the deployment id");
+            return Ok(candidate.to_string());
+        }
+        match with_retry(inner.retry_window, what, || {
+            coll.find_one(doc! {"_id": "uuid"})
+        })
+        .await?
+        {
+            Some(d) => stored(d),
+            None => Err(err(
+                what,
+                format!(
+                    "{} reported a duplicate deployment id but holds none",
+                    inner.describe()
+                ),
+            )),
+        }
     }
 }
 
