@@ -206,3 +206,48 @@ fn mongodb_restart_under_load_loses_nothing_acknowledged() {
     drop(server);
     mongo.stop();
 }
+
+/// On the mongodb backend the deployment id lives in MongoDB: two servers on the same database
+/// (two nodes, or one rescheduled elsewhere with an empty metadata dir) answer the same
+/// `getUUID`, and it stays across restarts. A dir that already holds a `uuid` file (a deployment
+/// from before the id moved into MongoDB) seeds it when MongoDB has none yet.
+#[test]
+fn deployment_uuid_is_shared_by_servers_on_the_same_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = mongod::TestDb::new("uuid");
+    let uuid_of = |server: &Server| {
+        let p = Polling::open(server.addr);
+        p.connect("/MDFile/metadata");
+        let ack = p.call("/MDFile/metadata", 1, "getUUID", json!([]), &[]);
+        ack[1]
+            .as_str()
+            .unwrap_or_else(|| panic!("getUUID: {ack}"))
+            .to_string()
+    };
+    let seeded = dir.path().join("node-a");
+    std::fs::create_dir_all(&seeded).unwrap();
+    std::fs::write(seeded.join("uuid"), "0f4e1c2a-9d3b-4c5e-8f70-112233445566").unwrap();
+    let a = ours_on(&seeded, &db.mongo.uri, &db.name);
+    let b = ours_on(&dir.path().join("node-b"), &db.mongo.uri, &db.name);
+    let (ua, ub) = (uuid_of(&a), uuid_of(&b));
+    assert_eq!(ua, "0f4e1c2a-9d3b-4c5e-8f70-112233445566");
+    assert_eq!(ub, ua, "both servers answer the deployment's id");
+    assert!(
+        !dir.path().join("node-b/uuid").exists(),
+        "no node-local id file with the mongodb backend"
+    );
+    drop(a);
+    drop(b);
+    let c = ours_on(&dir.path().join("node-c"), &db.mongo.uri, &db.name);
+    assert_eq!(uuid_of(&c), ua, "a restart on another node keeps it");
+
+    // A fresh database gets a fresh random id.
+    let other = mongod::TestDb {
+        mongo: db.mongo.clone(),
+        name: mongod::unique_db("uuid2"),
+    };
+    let d = ours_on(&dir.path().join("node-d"), &other.mongo.uri, &other.name);
+    let ud = uuid_of(&d);
+    assert_ne!(ud, ua);
+    assert_eq!((ud.len(), &ud[14..15]), (36, "4"), "a UUIDv4: {ud}");
+}

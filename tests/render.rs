@@ -275,7 +275,10 @@ fn mongodb_backend_as_a_service_on_the_storage_node() {
 fn mongodb_replica_set_name_is_a_value() {
     let r = render(
         "module",
-        &["metadata.backend=mongodb", "metadata.mongodb.replica_set=zenko-rs"],
+        &[
+            "metadata.backend=mongodb",
+            "metadata.mongodb.replica_set=zenko-rs",
+        ],
     );
     let c = &r.compose;
     assert_eq!(

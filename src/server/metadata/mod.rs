@@ -158,13 +158,9 @@ impl MetadataServer {
             } => {
                 let mut mc = MongoConfig::new(uri.clone(), database.clone());
                 mc.init_replset = *init_replset;
-                let store = MongoStore::open(mc)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "metadata service: opening the mongodb store (database {database:?})"
-                        )
-                    })?;
+                let store = MongoStore::open(mc).await.with_context(|| {
+                    format!("metadata service: opening the mongodb store (database {database:?})")
+                })?;
                 let candidate = match service::read_uuid_file(&config.path)
                     .context("metadata service: the deployment id")?
                 {

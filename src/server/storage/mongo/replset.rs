@@ -101,8 +101,12 @@ pub async fn ensure_initiated(opts: &ClientOptions, window: Duration) -> Result<
     direct.hosts.truncate(1);
     direct.repl_set_name = None;
     direct.direct_connection = Some(true);
-    let client = Client::with_options(direct)
-        .map_err(|e| err(format!("connecting to {host} to initiate the replica set"), e))?;
+    let client = Client::with_options(direct).map_err(|e| {
+        err(
+            format!("connecting to {host} to initiate the replica set"),
+            e,
+        )
+    })?;
     let admin = client.database("admin");
     let start = Instant::now();
     let deadline = start + window;
@@ -121,8 +125,7 @@ pub async fn ensure_initiated(opts: &ClientOptions, window: Duration) -> Result<
             Ok(d) => classify_status(Ok(&d)),
             Err(e) => match command_code(&e).and_then(|c| classify_status(Err(c))) {
                 Some(s) => Some(s),
-                None if is_retryable(&e) && Instant::now() < deadline =>
-                {
+                None if is_retryable(&e) && Instant::now() < deadline => {
                     // Not up yet, or starting (e.g. still loading its config): ask again.
                     tracing::debug!(error = %e, %host, "mongodb: replSetGetStatus: retrying");
                     None
@@ -139,12 +142,12 @@ pub async fn ensure_initiated(opts: &ClientOptions, window: Duration) -> Result<
                      configuration",
                 ))
             }
-            Some(Status::Initiated { set: actual }) if actual != set => {
-                return Err(err(
-                    format!("initiating replica set {set:?} on {host}"),
-                    format!("the server is a member of replica set {actual:?}, not {set:?} as the URI says"),
-                ))
-            }
+            Some(Status::Initiated { set: actual }) if actual != set => return Err(err(
+                format!("initiating replica set {set:?} on {host}"),
+                format!(
+                    "the server is a member of replica set {actual:?}, not {set:?} as the URI says"
+                ),
+            )),
             Some(Status::NotInitiated) => {
                 let cmd = doc! {"replSetInitiate": initiate_config(&set, &host)};
                 match admin.run_command(cmd).await {
