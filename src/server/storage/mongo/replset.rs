@@ -142,12 +142,14 @@ pub async fn ensure_initiated(opts: &ClientOptions, window: Duration) -> Result<
                      configuration",
                 ))
             }
-            Some(Status::Initiated { set: actual }) if actual != set => return Err(err(
-                format!("initiating replica set {set:?} on {host}"),
-                format!(
+            Some(Status::Initiated { set: actual }) if actual != set => {
+                return Err(err(
+                    format!("initiating replica set {set:?} on {host}"),
+                    format!(
                     "the server is a member of replica set {actual:?}, not {set:?} as the URI says"
                 ),
-            )),
+                ))
+            }
             Some(Status::NotInitiated) => {
                 let cmd = doc! {"replSetInitiate": initiate_config(&set, &host)};
                 match admin.run_command(cmd).await {
