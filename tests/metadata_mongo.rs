@@ -64,14 +64,17 @@ fn compare(script: &str) {
         names(&on_ref),
         "{script}: not the same checks ran on both servers"
     );
-    for name in on_ours.failures() {
-        let msg = failure_message(&on_ours.stdout, name);
-        panic!(
-            "{script}: check {name:?} fails against zenkoctl on MongoDB: {msg}\n{}\nserver stderr:\n{}",
-            on_ours.stdout,
-            ours.stderr()
-        );
-    }
+    let failed: Vec<String> = on_ours
+        .failures()
+        .into_iter()
+        .map(|name| format!("{name:?}: {}", failure_message(&on_ours.stdout, name)))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{script}: checks fail against zenkoctl on MongoDB: {failed:#?}\n{}\nserver stderr:\n{}",
+        on_ours.stdout,
+        ours.stderr()
+    );
 }
 
 #[test]
