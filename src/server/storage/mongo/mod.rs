@@ -53,7 +53,7 @@ pub mod layout;
 pub mod replset;
 mod scan;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -134,7 +134,12 @@ pub(crate) struct Inner {
     /// The root collection may hold keys inside a sublevel's interval (non-UTF-8 keys).
     strays: AtomicBool,
     retry_window: Duration,
+    /// Read handles by sublevel name: a point read neither escapes the name nor builds a
+    /// collection handle again (bounded: cleared when it reaches [`MAX_READ_HANDLES`]).
+    read_handles: RwLock<HashMap<String, Collection<RawDocumentBuf>>>,
 }
+
+const MAX_READ_HANDLES: usize = 4096;
 
 type Reply = super::WriteReply;
 
@@ -149,6 +154,15 @@ pub(crate) fn err(
     e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
 ) -> StorageError {
     StorageError::backend(BACKEND, context, e)
+}
+
+/// "reading key …", formatted only when needed.
+struct Reading<'a>(&'a [u8]);
+
+impl std::fmt::Display for Reading<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reading key {:?}", key_str(self.0))
+    }
 }
 
 /// A key for messages (long keys shortened).
@@ -222,12 +236,14 @@ pub(crate) fn is_duplicate_key(e: &MongoError) -> bool {
 }
 
 /// Retry `op` through transient errors for `window`; the final error says how long it tried.
-pub(crate) async fn with_retry<T, F, Fut>(
+/// `what` is only formatted when something goes wrong (reads format no message on success).
+pub(crate) async fn with_retry<T, F, Fut, W>(
     window: Duration,
-    what: &str,
+    what: &W,
     mut op: F,
 ) -> Result<T, StorageError>
 where
+    W: std::fmt::Display + ?Sized,
     F: FnMut() -> Fut,
     Fut: std::future::IntoFuture<Output = Result<T, MongoError>>,
 {
@@ -375,6 +391,20 @@ impl Inner {
                 .write_concern(self.durable())
                 .build(),
         )
+    }
+
+    /// The collection holding sublevel `sub`, for reads.
+    fn read_handle(&self, sub: &str) -> Collection<RawDocumentBuf> {
+        if let Some(h) = self.read_handles.read().expect("handles lock").get(sub) {
+            return h.clone();
+        }
+        let h: Collection<RawDocumentBuf> = self.db.collection(&layout::collection_name(sub));
+        let mut handles = self.read_handles.write().expect("handles lock");
+        if handles.len() >= MAX_READ_HANDLES {
+            handles.clear();
+        }
+        handles.insert(sub.to_string(), h.clone());
+        h
     }
 
     fn describe(&self) -> String {
@@ -749,6 +779,7 @@ impl MongoStore {
             sublevels: RwLock::new(BTreeMap::new()),
             strays: AtomicBool::new(false),
             retry_window: config.retry_window,
+            read_handles: RwLock::new(HashMap::new()),
         });
         inner.load_registry().await?;
         let mut journal = Journal {
@@ -944,26 +975,26 @@ impl Store for MongoStore {
     fn get(&self, key: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>> {
         let key = key.to_vec();
         Box::pin(async move {
-            let (coll, id) = match layout::route(&key) {
-                Place::Sublevel { sub, inner } => (layout::collection_name(sub), inner.to_string()),
-                Place::Root => (layout::ROOT.to_string(), layout::bytes_to_id(&key)),
+            let (h, id) = match layout::route(&key) {
+                Place::Sublevel { sub, inner } => (self.inner.read_handle(sub), inner.to_string()),
+                Place::Root => (
+                    self.inner.db.collection(layout::ROOT),
+                    layout::bytes_to_id(&key),
+                ),
             };
-            let h: Collection<RawDocumentBuf> = self.inner.db.collection(&coll);
-            let found = with_retry(
-                self.inner.retry_window,
-                &format!("reading key {:?}", key_str(&key)),
-                || {
-                    h.find_one(doc! {"_id": id.as_str()})
-                        .projection(doc! {"v": 1})
-                },
-            )
+            let found = with_retry(self.inner.retry_window, &Reading(&key), || {
+                h.find_one(doc! {"_id": id.as_str()})
+                    .projection(doc! {"v": 1})
+            })
             .await?;
             match found {
                 None => Ok(None),
-                Some(d) => d
-                    .get_binary("v")
-                    .map(|b| Some(b.bytes.to_vec()))
-                    .map_err(|e| err(format!("reading key {:?} in {coll}", key_str(&key)), e)),
+                Some(d) => d.get_binary("v").map(|b| Some(b.bytes.to_vec())).map_err(|e| {
+                    err(
+                        format!("reading key {:?} in {}", key_str(&key), h.name()),
+                        e,
+                    )
+                }),
             }
         })
     }
