@@ -14,26 +14,37 @@ use zenkoctl::server::storage::conformance::Opener;
 use zenkoctl::server::storage::mongo::{layout, MongoConfig, MongoStore};
 use zenkoctl::server::storage::{collect, Op, Scan, Store, StoreFuture};
 
-struct MongoOpener(mongod::TestDb);
+struct MongoOpener(mongod::TestDb, bool);
 
 impl MongoOpener {
     fn new() -> Self {
-        MongoOpener(mongod::TestDb::new("conformance"))
+        MongoOpener(mongod::TestDb::new("conformance"), false)
+    }
+
+    /// One write command per collection in each transaction: the path for MongoDB before 8.0
+    /// (no `bulkWrite`), which the stand-in would not take on its own.
+    fn per_collection_writes() -> Self {
+        MongoOpener(mongod::TestDb::new("conformance_pcw"), true)
     }
 }
 
 impl Opener for MongoOpener {
     fn open(&self) -> StoreFuture<'_, Arc<dyn Store>> {
         Box::pin(async move {
-            let s: Arc<dyn Store> = Arc::new(
-                MongoStore::open(MongoConfig::new(&self.0.mongo.uri, &self.0.name)).await?,
-            );
+            let mut c = MongoConfig::new(&self.0.mongo.uri, &self.0.name);
+            c.per_collection_writes = self.1;
+            let s: Arc<dyn Store> = Arc::new(MongoStore::open(c).await?);
             Ok(s)
         })
     }
 }
 
 zenkoctl::storage_conformance_tests!(MongoOpener::new());
+
+mod per_collection_writes {
+    use super::*;
+    zenkoctl::storage_conformance_tests!(MongoOpener::per_collection_writes());
+}
 
 fn put(k: &[u8], v: &[u8]) -> Op {
     Op::Put {

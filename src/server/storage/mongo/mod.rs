@@ -33,7 +33,9 @@
 //! # Batches
 //! One writer task takes batches in call order and groups those queued meanwhile (group commit).
 //! * Replica set / sharded cluster: one transaction per group, write concern `majority` with
-//!   journaling: atomic and durable.
+//!   journaling: atomic and durable. On MongoDB 8.0+ the group's writes to all its collections
+//!   are one `bulkWrite` command (a put and its record-log entry: one round trip, then the
+//!   commit); before 8.0, one replace (or one delete + one insert) per collection.
 //! * Standalone (no transactions): the group's final key states are first written as one
 //!   journal document (`w:1, j:true`), then applied, then the journal document is deleted. At
 //!   startup, and before any later batch after a failure, pending journal documents are applied
@@ -95,6 +97,9 @@ pub struct MongoConfig {
     /// Use the standalone fallback (batch journal, no transactions) even on a replica set: how
     /// the fallback is tested against a replica-set stand-in.
     pub force_standalone: bool,
+    /// Write one command per collection even where `bulkWrite` exists (MongoDB 8.0+): how the
+    /// path for older servers is tested against the stand-in (which has it).
+    pub per_collection_writes: bool,
     /// Initiate the URI's replica set as a single-node set if it is not yet (the bundled
     /// `mongod --replSet` service), then wait for its primary: see [`replset`].
     pub init_replset: bool,
@@ -108,6 +113,7 @@ impl MongoConfig {
             retry_window: DEFAULT_RETRY_WINDOW,
             connect_window: Duration::from_secs(60),
             force_standalone: false,
+            per_collection_writes: false,
             init_replset: false,
         }
     }
@@ -129,6 +135,9 @@ pub(crate) struct Inner {
     transactions: bool,
     /// Scans read in snapshot sessions (a replica set or cluster of MongoDB 5.0+, wire 13+).
     snapshot_reads: bool,
+    /// The server has the `bulkWrite` command (MongoDB 8.0+, wire 25+): a transaction's writes
+    /// to every collection go in one command.
+    bulk_write: bool,
     /// Sublevel prefix `!name!` → collection, in prefix (= key interval) order.
     sublevels: RwLock<BTreeMap<Vec<u8>, Sublevel>>,
     /// The root collection may hold keys inside a sublevel's interval (non-UTF-8 keys).
@@ -526,10 +535,68 @@ impl Inner {
         Ok(())
     }
 
+    /// Apply final states in one `bulkWrite` command across collections (MongoDB 8.0+): a put
+    /// and its record-log entry cost one round trip instead of one per collection (plus, for
+    /// groups, one delete and one insert per collection).
+    async fn apply_bulk(
+        &self,
+        c: &Changes,
+        session: &mut mongodb::ClientSession,
+    ) -> Result<(), MongoError> {
+        use mongodb::options::{DeleteManyModel, ReplaceOneModel, WriteModel};
+        let mut models: Vec<WriteModel> = Vec::new();
+        for (coll, cc) in &c.by_coll {
+            let ns = mongodb::Namespace {
+                db: self.database.clone(),
+                coll: coll.clone(),
+            };
+            // A group's deletes and puts are disjoint (final states): their order is free.
+            let mut dels: &[String] = &cc.dels;
+            while !dels.is_empty() {
+                let mut bytes = 0;
+                let n = dels
+                    .iter()
+                    .take_while(|id| {
+                        bytes += id.len() + 16;
+                        bytes <= MAX_DELETE_BYTES
+                    })
+                    .count()
+                    .max(1);
+                let (chunk, rest) = dels.split_at(n);
+                dels = rest;
+                models.push(
+                    DeleteManyModel::builder()
+                        .namespace(ns.clone())
+                        .filter(doc! {"_id": {"$in": chunk}})
+                        .build()
+                        .into(),
+                );
+            }
+            for (d, id) in cc.puts.iter().zip(&cc.put_ids) {
+                models.push(
+                    ReplaceOneModel::builder()
+                        .namespace(ns.clone())
+                        .filter(doc! {"_id": id.as_str()})
+                        .replacement(d.clone())
+                        .upsert(true)
+                        .build()
+                        .into(),
+                );
+            }
+        }
+        self.client.bulk_write(models).session(session).await?;
+        Ok(())
+    }
+
     async fn apply_in_transaction(&self, c: &Changes) -> Result<(), MongoError> {
         let mut s = self.client.start_session().await?;
         s.start_transaction().write_concern(self.durable()).await?;
-        match self.apply_changes(c, Some(&mut s)).await {
+        let applied = if self.bulk_write {
+            self.apply_bulk(c, &mut s).await
+        } else {
+            self.apply_changes(c, Some(&mut s)).await
+        };
+        match applied {
             Ok(()) => s.commit_transaction().await,
             Err(e) => {
                 let _ = s.abort_transaction().await;
@@ -767,8 +834,10 @@ impl MongoStore {
         .await?;
         let transactions = !config.force_standalone
             && (hello.get_str("setName").is_ok() || hello.get_str("msg").ok() == Some("isdbgrid"));
-        let snapshot_reads = transactions && hello.get_i32("maxWireVersion").unwrap_or(0) >= 13;
-        tracing::info!(%hosts, database = %config.database, transactions, snapshot_reads, "mongodb metadata backend connected");
+        let wire = hello.get_i32("maxWireVersion").unwrap_or(0);
+        let snapshot_reads = transactions && wire >= 13;
+        let bulk_write = wire >= 25 && !config.per_collection_writes;
+        tracing::info!(%hosts, database = %config.database, transactions, snapshot_reads, bulk_write, "mongodb metadata backend connected");
         let inner = Arc::new(Inner {
             client,
             db,
@@ -776,6 +845,7 @@ impl MongoStore {
             database: config.database.clone(),
             transactions,
             snapshot_reads,
+            bulk_write,
             sublevels: RwLock::new(BTreeMap::new()),
             strays: AtomicBool::new(false),
             retry_window: config.retry_window,
@@ -989,12 +1059,15 @@ impl Store for MongoStore {
             .await?;
             match found {
                 None => Ok(None),
-                Some(d) => d.get_binary("v").map(|b| Some(b.bytes.to_vec())).map_err(|e| {
-                    err(
-                        format!("reading key {:?} in {}", key_str(&key), h.name()),
-                        e,
-                    )
-                }),
+                Some(d) => d
+                    .get_binary("v")
+                    .map(|b| Some(b.bytes.to_vec()))
+                    .map_err(|e| {
+                        err(
+                            format!("reading key {:?} in {}", key_str(&key), h.name()),
+                            e,
+                        )
+                    }),
             }
         })
     }
