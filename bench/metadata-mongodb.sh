@@ -63,12 +63,12 @@ import json, sys
 emb, mon, drv = ([json.loads(l) for l in open(p)] for p in sys.argv[1:4])
 print(f"MongoDB: {sys.argv[4]}")
 print()
-print("| workload | callers | embedded ops/s | service on MongoDB ops/s | driver direct ops/s | service / driver | p50 ms service | p50 ms driver | p99 ms service | p99 ms driver | zenkoctl CPU µs/op embedded | on MongoDB |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| workload | callers | embedded ops/s | service on MongoDB ops/s | driver direct ops/s | service / driver | p50 ms service | p50 ms driver | p99 ms service | p99 ms driver | zenkoctl CPU µs/op embedded | on MongoDB | driver bench CPU µs/op |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for e, m, d in zip(emb, mon, drv):
     assert (e["name"], e["concurrency"]) == (m["name"], m["concurrency"]) == (d["name"], d["concurrency"])
     print(f"| {e['name']} | {e['concurrency']} | {e['ops_per_s']:.0f} | {m['ops_per_s']:.0f} | "
           f"{d['ops_per_s']:.0f} | {100 * m['ops_per_s'] / d['ops_per_s']:.0f}% | {m['p50_ms']:.2f} | "
           f"{d['p50_ms']:.2f} | {m['p99_ms']:.2f} | {d['p99_ms']:.2f} | "
-          f"{e['server_cpu_us_per_op']:.0f} | {m['server_cpu_us_per_op']:.0f} |")
+          f"{e['server_cpu_us_per_op']:.0f} | {m['server_cpu_us_per_op']:.0f} | {d['cpu_us_per_op']:.0f} |")
 PY

@@ -35,12 +35,23 @@ fn document(id: &str, v: &[u8]) -> Document {
     }
 }
 
+/// CPU time (user + system) of this process so far: the driver's own cost per operation, to set
+/// beside the service's.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
 async fn measure<F, Fut>(name: &str, total: usize, concurrency: usize, op: F)
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -63,6 +74,7 @@ where
         lat.extend(t.await.expect("task"));
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
     lat.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
@@ -70,6 +82,7 @@ where
         serde_json::json!({
             "label": "driver", "name": name, "concurrency": concurrency, "ops": total,
             "ops_per_s": total as f64 / secs, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+            "cpu_us_per_op": cpu * 1e6 / total as f64,
         })
     );
 }

@@ -33,11 +33,6 @@ fn ours_on(path: &std::path::Path, uri: &str, db: &str) -> Server {
     )
 }
 
-fn is_versioning_check(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.contains("versioning") || n.contains("versioned")
-}
-
 /// The message of a failed check in a run's stdout (`FAIL <name> (<ms> ms): <message>`).
 fn failure_message<'a>(stdout: &'a str, name: &str) -> &'a str {
     stdout
@@ -69,16 +64,17 @@ fn compare(script: &str) {
         names(&on_ref),
         "{script}: not the same checks ran on both servers"
     );
-    for name in on_ours.failures() {
-        let msg = failure_message(&on_ours.stdout, name);
-        // Versioning is issue 8: refused with NotImplemented on every backend until it lands.
-        assert!(
-            is_versioning_check(name) && msg.contains("NotImplemented"),
-            "{script}: check {name:?} fails against zenkoctl on MongoDB: {msg}\n{}\nserver stderr:\n{}",
-            on_ours.stdout,
-            ours.stderr()
-        );
-    }
+    let failed: Vec<String> = on_ours
+        .failures()
+        .into_iter()
+        .map(|name| format!("{name:?}: {}", failure_message(&on_ours.stdout, name)))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{script}: checks fail against zenkoctl on MongoDB: {failed:#?}\n{}\nserver stderr:\n{}",
+        on_ours.stdout,
+        ours.stderr()
+    );
 }
 
 #[test]
@@ -205,4 +201,49 @@ fn mongodb_restart_under_load_loses_nothing_acknowledged() {
     drop(p);
     drop(server);
     mongo.stop();
+}
+
+/// On the mongodb backend the deployment id lives in MongoDB: two servers on the same database
+/// (two nodes, or one rescheduled elsewhere with an empty metadata dir) answer the same
+/// `getUUID`, and it stays across restarts. A dir that already holds a `uuid` file (a deployment
+/// from before the id moved into MongoDB) seeds it when MongoDB has none yet.
+#[test]
+fn deployment_uuid_is_shared_by_servers_on_the_same_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = mongod::TestDb::new("uuid");
+    let uuid_of = |server: &Server| {
+        let p = Polling::open(server.addr);
+        p.connect("/MDFile/metadata");
+        let ack = p.call("/MDFile/metadata", 1, "getUUID", json!([]), &[]);
+        ack[1]
+            .as_str()
+            .unwrap_or_else(|| panic!("getUUID: {ack}"))
+            .to_string()
+    };
+    let seeded = dir.path().join("node-a");
+    std::fs::create_dir_all(&seeded).unwrap();
+    std::fs::write(seeded.join("uuid"), "0f4e1c2a-9d3b-4c5e-8f70-112233445566").unwrap();
+    let a = ours_on(&seeded, &db.mongo.uri, &db.name);
+    let b = ours_on(&dir.path().join("node-b"), &db.mongo.uri, &db.name);
+    let (ua, ub) = (uuid_of(&a), uuid_of(&b));
+    assert_eq!(ua, "0f4e1c2a-9d3b-4c5e-8f70-112233445566");
+    assert_eq!(ub, ua, "both servers answer the deployment's id");
+    assert!(
+        !dir.path().join("node-b/uuid").exists(),
+        "no node-local id file with the mongodb backend"
+    );
+    drop(a);
+    drop(b);
+    let c = ours_on(&dir.path().join("node-c"), &db.mongo.uri, &db.name);
+    assert_eq!(uuid_of(&c), ua, "a restart on another node keeps it");
+
+    // A fresh database gets a fresh random id.
+    let other = mongod::TestDb {
+        mongo: db.mongo.clone(),
+        name: mongod::unique_db("uuid2"),
+    };
+    let d = ours_on(&dir.path().join("node-d"), &other.mongo.uri, &other.name);
+    let ud = uuid_of(&d);
+    assert_ne!(ud, ua);
+    assert_eq!((ud.len(), &ud[14..15]), (36, "4"), "a UUIDv4: {ud}");
 }

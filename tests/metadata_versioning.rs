@@ -10,11 +10,17 @@
 //!   builds: `ZENKOCTL_CRASH_AT=repair-before-write`); after restart a get answers the newest
 //!   version and repairs the master.
 //!
-//! Node harness: scripts/deps/arsenal.sh.
+//! Every test runs twice, on the embedded engine (`embedded::…`) and on the MongoDB backend
+//! (`mongodb::…`: the SecantusDB stand-in shared by this test binary, or MONGODB_URI), each in
+//! its own database.
+//!
+//! Node harness: scripts/deps/arsenal.sh; MongoDB stand-in: scripts/deps/mongodb.sh.
 
 #[path = "common/arsenal.rs"]
 mod arsenal;
 mod metadata_support;
+#[path = "common/mongod.rs"]
+mod mongod;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,17 +29,121 @@ use std::time::{Duration, Instant};
 
 use metadata_support::{Polling, Server};
 use serde_json::{json, Value};
+use zenkoctl::server::storage::mongo::{MongoConfig, MongoStore};
 use zenkoctl::server::storage::redb_store::RedbStore;
 use zenkoctl::server::storage::Store;
 
 const NS: &str = "/MDFile/metadata";
 
+/// The metadata backend a test's server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Embedded,
+    MongoDb,
+}
+
+/// Where one test keeps its metadata: the server's `serve` arguments, and direct access to what
+/// the store holds (for the crash tests' inspection of a stopped server's data).
+struct Metadata {
+    db: Option<mongod::TestDb>,
+}
+
+impl Metadata {
+    fn new(backend: Backend, test: &str) -> Metadata {
+        Metadata {
+            db: (backend == Backend::MongoDb).then(|| mongod::TestDb::new(test)),
+        }
+    }
+
+    /// Extra `serve` arguments selecting the backend.
+    fn args(&self) -> Vec<String> {
+        match &self.db {
+            None => vec![],
+            Some(db) => [
+                "--metadata-backend",
+                "mongodb",
+                "--mongodb-uri",
+                &db.mongo.uri,
+                "--mongodb-database",
+                &db.name,
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+
+    fn server(&self, path: &Path) -> Server {
+        let args = self.args();
+        Server::ours_with(path, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn ours(&self, path: &Path, extra: &[&str], env: &[(&str, &str)]) -> Ours {
+        let mut args = self.args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Ours::start(
+            path,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            env,
+        )
+    }
+
+    /// The store of the (stopped) server whose metadata path is `path`, with a runtime to drive
+    /// it.
+    fn open_store(&self, path: &Path) -> (tokio::runtime::Runtime, Box<dyn Store>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store: Box<dyn Store> = match &self.db {
+            None => Box::new(RedbStore::open(&path.join("metadata.redb")).expect("open the store")),
+            Some(db) => Box::new(
+                rt.block_on(MongoStore::open(MongoConfig::new(&db.mongo.uri, &db.name)))
+                    .expect("open the mongodb store"),
+            ),
+        };
+        (rt, store)
+    }
+
+    /// The raw stored value of `key` in sublevel `sub` (the server must be stopped).
+    fn stored(&self, path: &Path, sub: &str, key: &str) -> Option<String> {
+        let (rt, store) = self.open_store(path);
+        let raw = format!("!{sub}!{key}");
+        rt.block_on(store.get(raw.as_bytes()))
+            .unwrap()
+            .map(|v| String::from_utf8(v).unwrap())
+    }
+}
+
+/// Every test of this file, on both backends.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $name() { super::$name(super::Backend::Embedded) } )*
+        }
+        mod mongodb {
+            $( #[test] fn $name() { super::$name(super::Backend::MongoDb) } )*
+        }
+    };
+}
+
+on_both_backends!(
+    versioning_checks_pass_against_the_reference_and_ours,
+    a_configured_replication_group_id_is_padded_and_cut_like_the_reference,
+    concurrent_versioned_puts_lose_nothing_on_the_reference_and_ours,
+    version_ids_interleave_with_the_reference,
+    sigkill_after_deleting_the_current_version_then_get_repairs,
+    sigkill_inside_the_repair_then_get_still_answers_and_repairs,
+    master_reserialisation_and_version_specific_puts_match_v8,
+    sigkill_during_concurrent_versioned_puts_keeps_every_acked_version_and_a_newest_master,
+);
+
 /// Runs `script` against Arsenal's reference server and ours (replication group `rg` on both)
 /// at once: the suites wait for the reference's 15 s repair timer, so running them side by side
 /// halves the wall time. The reference must pass everything (that proves the checks), and ours
 /// must give the same outcomes.
-fn compare(script: &'static str, rg: &str, extra: &[&str]) {
+fn compare(backend: Backend, script: &'static str, rg: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
+    let md = Metadata::new(backend, script);
     let reference = arsenal::start_ref_metadata(
         &dir.path().join("ref"),
         &arsenal::RefMetadataOptions {
@@ -41,7 +151,7 @@ fn compare(script: &'static str, rg: &str, extra: &[&str]) {
             ..Default::default()
         },
     );
-    let ours = Ours::start(
+    let ours = md.ours(
         &dir.path().join("ours"),
         &["--replication-group-id", rg],
         &[],
@@ -69,24 +179,23 @@ fn compare(script: &'static str, rg: &str, extra: &[&str]) {
     arsenal::assert_same_outcomes(&on_ref, &on_ours);
 }
 
-#[test]
-fn versioning_checks_pass_against_the_reference_and_ours() {
-    compare("metadata-versioning-checks.js", "RG001", &[]);
+fn versioning_checks_pass_against_the_reference_and_ours(backend: Backend) {
+    compare(backend, "metadata-versioning-checks.js", "RG001", &[]);
 }
 
-#[test]
-fn a_configured_replication_group_id_is_padded_and_cut_like_the_reference() {
+fn a_configured_replication_group_id_is_padded_and_cut_like_the_reference(backend: Backend) {
     // 9 characters: both servers keep the first 7 ("ZENKO-R") in version ids.
     compare(
+        backend,
         "metadata-versioning-checks.js",
         "ZENKO-RG2",
         &["--only", "walk-through,splices,(suspended),legacy"],
     );
 }
 
-#[test]
-fn concurrent_versioned_puts_lose_nothing_on_the_reference_and_ours() {
+fn concurrent_versioned_puts_lose_nothing_on_the_reference_and_ours(backend: Backend) {
     compare(
+        backend,
         "metadata-versioning-load-checks.js",
         "RG001",
         &["--clients", "16", "--puts", "200", "--keys", "50"],
@@ -139,11 +248,11 @@ impl Rpc {
 // ---------------------------------------------------------------------------------------------
 // Version ids interleave with the reference's.
 
-#[test]
-fn version_ids_interleave_with_the_reference() {
+fn version_ids_interleave_with_the_reference(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
+    let md = Metadata::new(backend, "interleave");
     let reference = Server::reference(&dir.path().join("ref"));
-    let ours = Server::ours(&dir.path().join("ours"));
+    let ours = md.server(&dir.path().join("ours"));
     let (mut r, mut o) = (Rpc::open(reference.addr), Rpc::open(ours.addr));
     // Alternate servers; 2 ms apart so no two ids share a millisecond across processes.
     let mut created = Vec::new();
@@ -303,18 +412,6 @@ impl Drop for Ours {
     }
 }
 
-/// The raw stored value of `key` in sublevel `sub`, read from the store file of a stopped server.
-fn stored(path: &Path, sub: &str, key: &str) -> Option<String> {
-    let store = RedbStore::open(&path.join("metadata.redb")).expect("open the store");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let raw = format!("!{sub}!{key}");
-    rt.block_on(store.get(raw.as_bytes()))
-        .unwrap()
-        .map(|v| String::from_utf8(v).unwrap())
-}
-
 fn is_phd(v: &str) -> bool {
     v.starts_with("{ \"isPHD\": true, \"versionId\": \"") && v.ends_with("\" }")
 }
@@ -336,11 +433,12 @@ fn three_versions(c: &mut Rpc, sub: &str) -> (Vec<String>, Vec<String>) {
     (vids, values)
 }
 
-#[test]
-fn sigkill_after_deleting_the_current_version_then_get_repairs() {
+fn sigkill_after_deleting_the_current_version_then_get_repairs(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("md");
-    let mut server = Ours::start(&path, &[], &[]);
+    let md = Metadata::new(backend, "sigkill-delete");
+    let stored = |sub: &str, key: &str| md.stored(&path, sub, key);
+    let mut server = md.ours(&path, &[], &[]);
     let mut c = Rpc::open(server.addr);
     let (vids, values) = three_versions(&mut c, "crash");
     // The delete is acked once the PHD master is durable; its repair timer (15 s) is in memory.
@@ -348,15 +446,15 @@ fn sigkill_after_deleting_the_current_version_then_get_repairs() {
     assert_eq!(ack, json!(format!("{{\"versionId\":\"{}\"}}", vids[2])));
     server.kill9();
 
-    let master = stored(&path, "crash", "obj").expect("the master survives");
+    let master = stored("crash", "obj").expect("the master survives");
     assert!(is_phd(&master), "master after the crash: {master}");
-    assert_eq!(stored(&path, "crash", &format!("obj\0{}", vids[2])), None);
+    assert_eq!(stored("crash", &format!("obj\0{}", vids[2])), None);
     assert_eq!(
-        stored(&path, "crash", &format!("obj\0{}", vids[1])).as_deref(),
+        stored("crash", &format!("obj\0{}", vids[1])).as_deref(),
         Some(values[1].as_str())
     );
 
-    let mut server = Ours::start(&path, &[], &[]);
+    let mut server = md.ours(&path, &[], &[]);
     let mut c = Rpc::open(server.addr);
     let got = c.get("crash", "obj", json!({}));
     assert_eq!(
@@ -368,17 +466,18 @@ fn sigkill_after_deleting_the_current_version_then_get_repairs() {
     std::thread::sleep(Duration::from_millis(500));
     server.stop();
     assert_eq!(
-        stored(&path, "crash", "obj").as_deref(),
+        stored("crash", "obj").as_deref(),
         Some(values[1].as_str()),
         "the get repaired the master"
     );
 }
 
-#[test]
-fn sigkill_inside_the_repair_then_get_still_answers_and_repairs() {
+fn sigkill_inside_the_repair_then_get_still_answers_and_repairs(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("md");
-    let mut server = Ours::start(&path, &[], &[("ZENKOCTL_CRASH_AT", "repair-before-write")]);
+    let md = Metadata::new(backend, "sigkill-repair");
+    let stored = |sub: &str, key: &str| md.stored(&path, sub, key);
+    let mut server = md.ours(&path, &[], &[("ZENKOCTL_CRASH_AT", "repair-before-write")]);
     let mut c = Rpc::open(server.addr);
     let (vids, values) = three_versions(&mut c, "crash");
     c.ok("del", json!(["obj", {"versionId": vids[2]}]), "crash");
@@ -394,10 +493,10 @@ fn sigkill_inside_the_repair_then_get_still_answers_and_repairs() {
         "{}",
         server.stderr()
     );
-    let master = stored(&path, "crash", "obj").expect("the master survives");
+    let master = stored("crash", "obj").expect("the master survives");
     assert!(is_phd(&master), "the repair never wrote: {master}");
 
-    let mut server = Ours::start(&path, &[], &[]);
+    let mut server = md.ours(&path, &[], &[]);
     let mut c = Rpc::open(server.addr);
     assert_eq!(c.get("crash", "obj", json!({})), json!([null, values[1]]));
     assert_eq!(
@@ -406,10 +505,7 @@ fn sigkill_inside_the_repair_then_get_still_answers_and_repairs() {
     );
     std::thread::sleep(Duration::from_millis(500));
     server.stop();
-    assert_eq!(
-        stored(&path, "crash", "obj").as_deref(),
-        Some(values[1].as_str())
-    );
+    assert_eq!(stored("crash", "obj").as_deref(), Some(values[1].as_str()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -572,8 +668,7 @@ fn differential_run(addr: SocketAddr, cases: &[(String, String, Value)]) -> Vec<
     out
 }
 
-#[test]
-fn master_reserialisation_and_version_specific_puts_match_v8() {
+fn master_reserialisation_and_version_specific_puts_match_v8(backend: Backend) {
     let mut r = Rng(0x9E37_79B9_7F4A_7C15);
     let cases: Vec<(String, String, Value)> = (0..150)
         .map(|_| {
@@ -595,8 +690,9 @@ fn master_reserialisation_and_version_specific_puts_match_v8() {
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
+    let md = Metadata::new(backend, "differential");
     let reference = Server::reference(&dir.path().join("ref"));
-    let ours = Server::ours(&dir.path().join("ours"));
+    let ours = md.server(&dir.path().join("ours"));
     let ref_cases = cases.clone();
     let ref_addr = reference.addr;
     let on_ref = std::thread::spawn(move || differential_run(ref_addr, &ref_cases));
@@ -652,12 +748,14 @@ fn try_vput(p: &Polling, id: u64, sub: &str, key: &str, value: &str) -> Option<S
     }
 }
 
-#[test]
-fn sigkill_during_concurrent_versioned_puts_keeps_every_acked_version_and_a_newest_master() {
+fn sigkill_during_concurrent_versioned_puts_keeps_every_acked_version_and_a_newest_master(
+    backend: Backend,
+) {
     use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("md");
-    let mut server = Ours::start(&path, &[], &[]);
+    let md = Metadata::new(backend, "sigkill-load");
+    let mut server = md.ours(&path, &[], &[]);
     let acked: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
     let threads: Vec<_> = (0..6)
         .map(|t| {
@@ -692,7 +790,7 @@ fn sigkill_during_concurrent_versioned_puts_keeps_every_acked_version_and_a_newe
     );
 
     // Restart (recovery), then stop cleanly and inspect the store.
-    let mut server = Ours::start(&path, &[], &[]);
+    let mut server = md.ours(&path, &[], &[]);
     let mut c = Rpc::open(server.addr);
     let (key, vid, value) = acked.last().unwrap();
     let got = c.get("load", key, json!({"versionId": vid}));
@@ -705,17 +803,14 @@ fn sigkill_during_concurrent_versioned_puts_keeps_every_acked_version_and_a_newe
     );
     server.stop();
 
-    let store = RedbStore::open(&path.join("metadata.redb")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let (rt, store) = md.open_store(&path);
     for k in 0..4 {
         let key = format!("k{k}");
         let lower = format!("!load!{key}").into_bytes();
         let upper = format!("!load!{key}\x01").into_bytes();
         let items = rt
             .block_on(zenkoctl::server::storage::collect(
-                &store,
+                &*store,
                 zenkoctl::server::storage::Scan {
                     lower: std::ops::Bound::Included(lower.clone()),
                     upper: std::ops::Bound::Excluded(upper),

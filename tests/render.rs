@@ -253,11 +253,49 @@ fn mongodb_backend_as_a_service_on_the_storage_node() {
         mongo.ports.is_empty(),
         "MongoDB must not be published outside the swarm"
     );
+    // A single-node replica set (transactions, majority writes), with nothing in the image but
+    // mongod: the server initiates it, naming the member as the servers reach it.
+    assert_eq!(argv(mongo), ["mongod", "--replSet", "rs0", "--bind_ip_all"]);
+    assert_eq!(
+        mongo.hostname.as_deref(),
+        Some("mongodb"),
+        "the member host resolves to the container itself inside it"
+    );
     let dmd = service(c, "s3-dmd");
     assert_eq!(flag(dmd, "--metadata-backend").as_deref(), Some("mongodb"));
-    assert!(flag(dmd, "--mongodb-uri")
-        .unwrap()
-        .starts_with("mongodb://mongodb:27017"));
+    assert_eq!(
+        flag(dmd, "--mongodb-uri").as_deref(),
+        Some("mongodb://mongodb:27017/?replicaSet=rs0")
+    );
+    assert!(argv(dmd).iter().any(|a| a == "--mongodb-init-replset"));
+    assert_docker_accepts(&r);
+}
+
+#[test]
+fn mongodb_replica_set_name_is_a_value() {
+    let r = render(
+        "module",
+        &[
+            "metadata.backend=mongodb",
+            "metadata.mongodb.replica_set=zenko-rs",
+        ],
+    );
+    let c = &r.compose;
+    assert_eq!(
+        argv(service(c, "mongodb")),
+        ["mongod", "--replSet", "zenko-rs", "--bind_ip_all"]
+    );
+    assert_eq!(
+        flag(service(c, "s3-dmd"), "--mongodb-uri").as_deref(),
+        Some("mongodb://mongodb:27017/?replicaSet=zenko-rs")
+    );
+    // Split: only the metadata service talks to MongoDB, and it initiates the set.
+    let r = render("module", &["metadata.backend=mongodb", "split=true"]);
+    let md = service(&r.compose, "s3-metadata");
+    assert!(argv(md).iter().any(|a| a == "--mongodb-init-replset"));
+    assert!(!argv(service(&r.compose, "s3-data"))
+        .iter()
+        .any(|a| a.starts_with("--mongodb")));
     assert_docker_accepts(&r);
 }
 
@@ -278,6 +316,8 @@ fn mongodb_backend_external_reads_its_uri_from_a_secret() {
     assert!(c.secrets.contains_key("mongodb-uri"));
     // The URI itself is never in the service's command or environment.
     assert_eq!(flag(dmd, "--mongodb-uri"), None);
+    // An external MongoDB is the operator's: never initiated by us.
+    assert!(!argv(dmd).iter().any(|a| a == "--mongodb-init-replset"));
     assert_docker_accepts(&r);
 }
 

@@ -14,26 +14,37 @@ use zenkoctl::server::storage::conformance::Opener;
 use zenkoctl::server::storage::mongo::{layout, MongoConfig, MongoStore};
 use zenkoctl::server::storage::{collect, Op, Scan, Store, StoreFuture};
 
-struct MongoOpener(mongod::TestDb);
+struct MongoOpener(mongod::TestDb, bool);
 
 impl MongoOpener {
     fn new() -> Self {
-        MongoOpener(mongod::TestDb::new("conformance"))
+        MongoOpener(mongod::TestDb::new("conformance"), false)
+    }
+
+    /// One write command per collection in each transaction: the path for MongoDB before 8.0
+    /// (no `bulkWrite`), which the stand-in would not take on its own.
+    fn per_collection_writes() -> Self {
+        MongoOpener(mongod::TestDb::new("conformance_pcw"), true)
     }
 }
 
 impl Opener for MongoOpener {
     fn open(&self) -> StoreFuture<'_, Arc<dyn Store>> {
         Box::pin(async move {
-            let s: Arc<dyn Store> = Arc::new(
-                MongoStore::open(MongoConfig::new(&self.0.mongo.uri, &self.0.name)).await?,
-            );
+            let mut c = MongoConfig::new(&self.0.mongo.uri, &self.0.name);
+            c.per_collection_writes = self.1;
+            let s: Arc<dyn Store> = Arc::new(MongoStore::open(c).await?);
             Ok(s)
         })
     }
 }
 
 zenkoctl::storage_conformance_tests!(MongoOpener::new());
+
+mod per_collection_writes {
+    use super::*;
+    zenkoctl::storage_conformance_tests!(MongoOpener::per_collection_writes());
+}
 
 fn put(k: &[u8], v: &[u8]) -> Op {
     Op::Put {
@@ -452,4 +463,93 @@ async fn scans_and_writes_survive_a_mongodb_restart() {
         Some(&b"d"[..])
     );
     drop(m);
+}
+
+/// The deployment id: the first insert wins, every opener (however many start at once, on
+/// whichever node) reads the same id, and it stays across reopenings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_uuid_is_created_once_and_shared() {
+    let t = mongod::TestDb::new("uuid");
+    let stores: Vec<MongoStore> = futures_util::future::join_all((0..4).map(|_| open(&t))).await;
+    let candidates: Vec<String> = (0..stores.len())
+        .map(|i| format!("candidate-{i}"))
+        .collect();
+    let ids = futures_util::future::join_all(
+        stores
+            .iter()
+            .zip(&candidates)
+            .map(|(s, c)| s.deployment_uuid(c)),
+    )
+    .await;
+    let ids: Vec<String> = ids.into_iter().map(|r| r.expect("deployment id")).collect();
+    assert!(
+        ids[0].starts_with("candidate-"),
+        "one of the candidates won: {ids:?}"
+    );
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "every opener reads the winner: {ids:?}"
+    );
+    drop(stores);
+    let again = open(&t).await.deployment_uuid("later").await.unwrap();
+    assert_eq!(again, ids[0], "kept across reopenings");
+    // As MongoDB holds it.
+    let d = driver(&t)
+        .await
+        .collection::<Document>(layout::DEPLOYMENT)
+        .find_one(doc! {"_id": "uuid"})
+        .await
+        .unwrap()
+        .expect("the deployment document");
+    assert_eq!(d.get_str("uuid").unwrap(), ids[0]);
+}
+
+/// `--mongodb-init-replset` against servers it must not initiate: an initiated replica set is
+/// left as is (the stand-in is always one: it cannot start uninitiated, so the initiate path
+/// itself is unit-tested on mongod's replies in src/server/storage/mongo/replset.rs); a
+/// standalone server and a wrong set name fail with an error saying what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_replset_leaves_an_initiated_set_and_refuses_a_standalone() {
+    let m = mongod::StandIn::start();
+    let cfg = |uri: String| {
+        let mut c = MongoConfig::new(uri, "initrs");
+        c.init_replset = true;
+        c.connect_window = std::time::Duration::from_secs(15);
+        c
+    };
+    // The stand-in's set is named "secantus".
+    let uri = format!(
+        "mongodb://127.0.0.1:{}/?replicaSet=secantus&retryWrites=false",
+        m.port
+    );
+    let s = MongoStore::open(cfg(uri))
+        .await
+        .expect("open with init on an initiated set");
+    assert!(s.transactions(), "a replica set: transactions on");
+    s.write(vec![put(b"!b!k", b"v")]).await.expect("write");
+    drop(s);
+
+    let wrong = format!("mongodb://127.0.0.1:{}/?replicaSet=rs0", m.port);
+    let e = MongoStore::open(cfg(wrong))
+        .await
+        .err()
+        .expect("wrong set name refused");
+    assert!(
+        e.to_string().contains("\"secantus\"") && e.to_string().contains("\"rs0\""),
+        "{e}"
+    );
+    let no_name = format!("mongodb://127.0.0.1:{}/?directConnection=true", m.port);
+    let e = MongoStore::open(cfg(no_name))
+        .await
+        .err()
+        .expect("no set name refused");
+    assert!(e.to_string().contains("?replicaSet=NAME"), "{e}");
+
+    let standalone = mongod::StandIn::start_standalone();
+    let uri = format!("mongodb://127.0.0.1:{}/?replicaSet=rs0", standalone.port);
+    let e = MongoStore::open(cfg(uri))
+        .await
+        .err()
+        .expect("standalone refused");
+    assert!(e.to_string().contains("without --replSet"), "{e}");
 }

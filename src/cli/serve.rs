@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// MongoDB database name.
     #[arg(long, value_name = "NAME")]
     pub mongodb_database: Option<String>,
+    /// Initiate the replica set named in the MongoDB URI (`?replicaSet=NAME`) as a single-node
+    /// set on the URI's host if it is not initiated yet, then wait for its primary (the stack's
+    /// bundled `mongod --replSet` service). Already initiated: nothing is done.
+    #[arg(long)]
+    pub mongodb_init_replset: bool,
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub drain_timeout: u64,
@@ -98,6 +103,7 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<Exit> {
             },
             mongodb_uri,
             mongodb_database: args.mongodb_database,
+            mongodb_init_replset: args.mongodb_init_replset,
         },
     };
     let output = ctx.output.clone();

@@ -45,6 +45,8 @@ pub struct MetadataConfig {
     pub backend: MetadataBackend,
     pub mongodb_uri: Option<String>,
     pub mongodb_database: Option<String>,
+    /// Initiate the URI's replica set (single node) at start-up if it is not yet.
+    pub mongodb_init_replset: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +106,7 @@ impl MetadataConfig {
                     .mongodb_database
                     .clone()
                     .unwrap_or_else(|| metadata::DEFAULT_MONGODB_DATABASE.into()),
+                init_replset: self.mongodb_init_replset,
             },
         };
         c

@@ -163,6 +163,9 @@ pub struct MongoDb {
     pub mode: MongoMode,
     pub image: String,
     pub database: String,
+    /// With `mode: service`, the replica set the `mongodb` service runs (`mongod --replSet`),
+    /// initiated by the metadata server at start-up.
+    pub replica_set: String,
     /// With `mode: external`, the file holding the connection URI (becomes a Docker secret).
     pub uri_file: String,
 }
@@ -173,6 +176,7 @@ impl Default for MongoDb {
             mode: MongoMode::Service,
             image: "mongo:7.0".into(),
             database: "zenko".into(),
+            replica_set: "rs0".into(),
             uri_file: "./mongodb-uri.txt".into(),
         }
     }

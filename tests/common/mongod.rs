@@ -57,18 +57,33 @@ enum Stop {
 impl StandIn {
     /// A new server on a free port with a fresh data dir.
     pub fn start() -> StandIn {
+        StandIn::start_fresh(&[])
+    }
+
+    /// A new standalone server (`--standalone`: no replica-set advertisement, and
+    /// `replSetGetStatus` answers NoReplicationEnabled, as a mongod without `--replSet`).
+    pub fn start_standalone() -> StandIn {
+        StandIn::start_fresh(&["--standalone"])
+    }
+
+    fn start_fresh(extra: &[&str]) -> StandIn {
         let tmp = tempfile::Builder::new()
             .prefix("zk-mongod-")
             .tempdir()
             .expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let mut s = StandIn::start_at(&dir, free_port());
+        let mut s = StandIn::start_at_with(&dir, free_port(), extra);
         s.owned_dir = Some(tmp);
         s
     }
 
     /// A server on `port` with data in `dir` (an existing dir is reopened: a restart).
     pub fn start_at(dir: &Path, port: u16) -> StandIn {
+        StandIn::start_at_with(dir, port, &[])
+    }
+
+    fn start_at_with(dir: &Path, port: u16, extra: &[&str]) -> StandIn {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let bin = standin_bin();
         std::fs::create_dir_all(dir).expect("create the stand-in's dir");
         let log = dir.join(format!("secantus-{port}.log"));
@@ -82,6 +97,7 @@ impl StandIn {
                 .arg("--storage-path")
                 .arg(&data)
                 .args(["--log-level", "WARNING"])
+                .args(&extra)
                 .stdin(Stdio::null())
                 .stdout(logf.try_clone().expect("log"))
                 .stderr(logf);

@@ -66,8 +66,13 @@ use service::MetadataService;
 pub enum Backend {
     /// redb, in `<path>/metadata.redb` (the default).
     Embedded,
-    /// MongoDB (src/server/storage/mongo): the connection string and the deployment's database.
-    MongoDb { uri: String, database: String },
+    /// MongoDB (src/server/storage/mongo): the connection string and the deployment's database;
+    /// `init_replset`: initiate the URI's replica set at start-up if it is not yet.
+    MongoDb {
+        uri: String,
+        database: String,
+        init_replset: bool,
+    },
 }
 
 /// The MongoDB database when `--mongodb-database` is not given (the stack values' default).
@@ -130,28 +135,46 @@ impl MetadataServer {
     pub async fn bind(config: MetadataConfig, obs: Arc<Observability>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.path)
             .with_context(|| format!("metadata service: creating {}", config.path.display()))?;
-        let store: Arc<dyn Store> = match &config.backend {
+        // The deployment id: a file next to the embedded store; in MongoDB with the mongodb
+        // backend, so a server rescheduled to another node (or a second instance) answers the
+        // same id.
+        let (store, uuid): (Arc<dyn Store>, String) = match &config.backend {
             Backend::Embedded => {
                 let file = config.path.join("metadata.redb");
-                Arc::new(RedbStore::open(&file).with_context(|| {
+                let store = RedbStore::open(&file).with_context(|| {
                     format!(
                         "metadata service: opening the embedded store {}",
                         file.display()
                     )
-                })?)
+                })?;
+                let uuid = service::load_or_create_uuid(&config.path)
+                    .context("metadata service: the deployment id")?;
+                (Arc::new(store), uuid)
             }
-            Backend::MongoDb { uri, database } => Arc::new(
-                MongoStore::open(MongoConfig::new(uri.clone(), database.clone()))
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "metadata service: opening the mongodb store (database {database:?})"
-                        )
-                    })?,
-            ),
+            Backend::MongoDb {
+                uri,
+                database,
+                init_replset,
+            } => {
+                let mut mc = MongoConfig::new(uri.clone(), database.clone());
+                mc.init_replset = *init_replset;
+                let store = MongoStore::open(mc).await.with_context(|| {
+                    format!("metadata service: opening the mongodb store (database {database:?})")
+                })?;
+                let candidate = match service::read_uuid_file(&config.path)
+                    .context("metadata service: the deployment id")?
+                {
+                    Some(id) => id,
+                    None => service::uuid_v4(),
+                };
+                let uuid = store.deployment_uuid(&candidate).await.with_context(|| {
+                    format!("metadata service: the deployment id in MongoDB database {database:?}")
+                })?;
+                (Arc::new(store), uuid)
+            }
         };
         let service = Arc::new(
-            MetadataService::open(store, &config.path, config.record_log.clone())
+            MetadataService::open(store, &config.path, uuid, config.record_log.clone())
                 .await
                 .context("metadata service: opening")?
                 .with_replication_group_id(&config.replication_group_id),

@@ -116,14 +116,15 @@ fn options_arg<'a>(opts: &'a Value, call: &str) -> Result<&'a Value, MdError> {
 }
 
 impl MetadataService {
-    /// Open the service over `store`, with its deployment files under `path` (the `uuid` file is
-    /// created on first start, like the reference). `record_log`: the record log name, if enabled.
+    /// Open the service over `store`, with its deployment files under `path`, answering `uuid`
+    /// as the deployment id (see [`load_or_create_uuid`] and the MongoDB backend's
+    /// `deployment_uuid`). `record_log`: the record log name, if enabled.
     pub async fn open(
         store: Arc<dyn Store>,
         path: &Path,
+        uuid: String,
         record_log: Option<String>,
     ) -> Result<Self, MdError> {
-        let uuid = load_or_create_uuid(path)?;
         let record_log = match record_log {
             None => None,
             Some(name) => {
@@ -461,19 +462,13 @@ async fn last_seq(store: &dyn Store, prefix: &[u8]) -> Result<u64, MdError> {
         .unwrap_or(0))
 }
 
-/// `<path>/uuid`: read it, or create it with a random UUIDv4 (no trailing newline), durably.
-fn load_or_create_uuid(dir: &Path) -> Result<String, MdError> {
-    let file = dir.join("uuid");
-    match std::fs::read_to_string(&file) {
-        Ok(s) => return Ok(s),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(MdError::Internal(format!(
-                "reading the deployment id {}: {e}",
-                file.display()
-            )))
-        }
+/// The deployment id of the embedded backend: `<path>/uuid`, read, or created with a random
+/// UUIDv4 (no trailing newline) durably on first start, like the reference.
+pub fn load_or_create_uuid(dir: &Path) -> Result<String, MdError> {
+    if let Some(id) = read_uuid_file(dir)? {
+        return Ok(id);
     }
+    let file = dir.join("uuid");
     let id = uuid_v4();
     let io = |e: std::io::Error| {
         MdError::Internal(format!(
@@ -493,6 +488,20 @@ fn load_or_create_uuid(dir: &Path) -> Result<String, MdError> {
         .and_then(|d| d.sync_all())
         .map_err(io)?;
     Ok(id)
+}
+
+/// `<path>/uuid` if it exists (a MongoDB deployment started before its id moved into MongoDB
+/// keeps the id it had).
+pub fn read_uuid_file(dir: &Path) -> Result<Option<String>, MdError> {
+    let file = dir.join("uuid");
+    match std::fs::read_to_string(&file) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(MdError::Internal(format!(
+            "reading the deployment id {}: {e}",
+            file.display()
+        ))),
+    }
 }
 
 pub fn uuid_v4() -> String {

@@ -25,6 +25,9 @@ pub const ROOT: &str = "root";
 pub const REGISTRY: &str = "zenkoctl.sublevels";
 /// Standalone servers only: batches being applied (rolled forward at startup).
 pub const JOURNAL: &str = "zenkoctl.journal";
+/// The deployment's identity: `{_id: "uuid", uuid: "<UUIDv4>"}` (what `getUUID` answers), so
+/// every server instance on this database answers the same id wherever it runs.
+pub const DEPLOYMENT: &str = "zenkoctl.deployment";
 /// Longest escaped sublevel name kept readable. With a database name of at most
 /// [`MAX_DATABASE_NAME`] bytes the namespace `db.s.<escaped>` stays within MongoDB's 255 bytes.
 pub const MAX_READABLE: usize = 180;

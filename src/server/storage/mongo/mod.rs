@@ -14,7 +14,9 @@
 //!   to code points (order-preserving, see [`layout`]);
 //! * `zenkoctl.sublevels`: `{_id: <collection>, sub: <sublevel name>}` for every sublevel
 //!   collection (how raw scans enumerate them, and how hashed names are read back);
-//! * `zenkoctl.journal` (standalone servers only): batches being applied.
+//! * `zenkoctl.journal` (standalone servers only): batches being applied;
+//! * `zenkoctl.deployment`: `{_id: "uuid", uuid: …}`, the deployment id (see
+//!   [`MongoStore::deployment_uuid`]).
 //!
 //! # Order and scans
 //! `_id` strings compare as their UTF-8 bytes (no collation is set anywhere), which is the
@@ -31,7 +33,9 @@
 //! # Batches
 //! One writer task takes batches in call order and groups those queued meanwhile (group commit).
 //! * Replica set / sharded cluster: one transaction per group, write concern `majority` with
-//!   journaling: atomic and durable.
+//!   journaling: atomic and durable. On MongoDB 8.0+ the group's writes to all its collections
+//!   are one `bulkWrite` command (a put and its record-log entry: one round trip, then the
+//!   commit); before 8.0, one replace (or one delete + one insert) per collection.
 //! * Standalone (no transactions): the group's final key states are first written as one
 //!   journal document (`w:1, j:true`), then applied, then the journal document is deleted. At
 //!   startup, and before any later batch after a failure, pending journal documents are applied
@@ -48,9 +52,10 @@
 //! result is safe. Health: [`Store::check`] pings the server.
 
 pub mod layout;
+pub mod replset;
 mod scan;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -92,6 +97,12 @@ pub struct MongoConfig {
     /// Use the standalone fallback (batch journal, no transactions) even on a replica set: how
     /// the fallback is tested against a replica-set stand-in.
     pub force_standalone: bool,
+    /// Write one command per collection even where `bulkWrite` exists (MongoDB 8.0+): how the
+    /// path for older servers is tested against the stand-in (which has it).
+    pub per_collection_writes: bool,
+    /// Initiate the URI's replica set as a single-node set if it is not yet (the bundled
+    /// `mongod --replSet` service), then wait for its primary: see [`replset`].
+    pub init_replset: bool,
 }
 
 impl MongoConfig {
@@ -102,6 +113,8 @@ impl MongoConfig {
             retry_window: DEFAULT_RETRY_WINDOW,
             connect_window: Duration::from_secs(60),
             force_standalone: false,
+            per_collection_writes: false,
+            init_replset: false,
         }
     }
 }
@@ -122,12 +135,20 @@ pub(crate) struct Inner {
     transactions: bool,
     /// Scans read in snapshot sessions (a replica set or cluster of MongoDB 5.0+, wire 13+).
     snapshot_reads: bool,
+    /// The server has the `bulkWrite` command (MongoDB 8.0+, wire 25+): a transaction's writes
+    /// to every collection go in one command.
+    bulk_write: bool,
     /// Sublevel prefix `!name!` → collection, in prefix (= key interval) order.
     sublevels: RwLock<BTreeMap<Vec<u8>, Sublevel>>,
     /// The root collection may hold keys inside a sublevel's interval (non-UTF-8 keys).
     strays: AtomicBool,
     retry_window: Duration,
+    /// Read handles by sublevel name: a point read neither escapes the name nor builds a
+    /// collection handle again (bounded: cleared when it reaches [`MAX_READ_HANDLES`]).
+    read_handles: RwLock<HashMap<String, Collection<RawDocumentBuf>>>,
 }
+
+const MAX_READ_HANDLES: usize = 4096;
 
 type Reply = super::WriteReply;
 
@@ -142,6 +163,15 @@ pub(crate) fn err(
     e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
 ) -> StorageError {
     StorageError::backend(BACKEND, context, e)
+}
+
+/// "reading key …", formatted only when needed.
+struct Reading<'a>(&'a [u8]);
+
+impl std::fmt::Display for Reading<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reading key {:?}", key_str(self.0))
+    }
 }
 
 /// A key for messages (long keys shortened).
@@ -204,13 +234,25 @@ pub(crate) fn is_retryable(e: &MongoError) -> bool {
     }
 }
 
+/// A write refused because the `_id` (or a unique index key) exists.
+pub(crate) fn is_duplicate_key(e: &MongoError) -> bool {
+    const DUPLICATE_KEY: i32 = 11000;
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
 /// Retry `op` through transient errors for `window`; the final error says how long it tried.
-pub(crate) async fn with_retry<T, F, Fut>(
+/// `what` is only formatted when something goes wrong (reads format no message on success).
+pub(crate) async fn with_retry<T, F, Fut, W>(
     window: Duration,
-    what: &str,
+    what: &W,
     mut op: F,
 ) -> Result<T, StorageError>
 where
+    W: std::fmt::Display + ?Sized,
     F: FnMut() -> Fut,
     Fut: std::future::IntoFuture<Output = Result<T, MongoError>>,
 {
@@ -360,6 +402,20 @@ impl Inner {
         )
     }
 
+    /// The collection holding sublevel `sub`, for reads.
+    fn read_handle(&self, sub: &str) -> Collection<RawDocumentBuf> {
+        if let Some(h) = self.read_handles.read().expect("handles lock").get(sub) {
+            return h.clone();
+        }
+        let h: Collection<RawDocumentBuf> = self.db.collection(&layout::collection_name(sub));
+        let mut handles = self.read_handles.write().expect("handles lock");
+        if handles.len() >= MAX_READ_HANDLES {
+            handles.clear();
+        }
+        handles.insert(sub.to_string(), h.clone());
+        h
+    }
+
     fn describe(&self) -> String {
         format!("{} database {:?}", self.hosts, self.database)
     }
@@ -479,10 +535,68 @@ impl Inner {
         Ok(())
     }
 
+    /// Apply final states in one `bulkWrite` command across collections (MongoDB 8.0+): a put
+    /// and its record-log entry cost one round trip instead of one per collection (plus, for
+    /// groups, one delete and one insert per collection).
+    async fn apply_bulk(
+        &self,
+        c: &Changes,
+        session: &mut mongodb::ClientSession,
+    ) -> Result<(), MongoError> {
+        use mongodb::options::{DeleteManyModel, ReplaceOneModel, WriteModel};
+        let mut models: Vec<WriteModel> = Vec::new();
+        for (coll, cc) in &c.by_coll {
+            let ns = mongodb::Namespace {
+                db: self.database.clone(),
+                coll: coll.clone(),
+            };
+            // A group's deletes and puts are disjoint (final states): their order is free.
+            let mut dels: &[String] = &cc.dels;
+            while !dels.is_empty() {
+                let mut bytes = 0;
+                let n = dels
+                    .iter()
+                    .take_while(|id| {
+                        bytes += id.len() + 16;
+                        bytes <= MAX_DELETE_BYTES
+                    })
+                    .count()
+                    .max(1);
+                let (chunk, rest) = dels.split_at(n);
+                dels = rest;
+                models.push(
+                    DeleteManyModel::builder()
+                        .namespace(ns.clone())
+                        .filter(doc! {"_id": {"$in": chunk}})
+                        .build()
+                        .into(),
+                );
+            }
+            for (d, id) in cc.puts.iter().zip(&cc.put_ids) {
+                models.push(
+                    ReplaceOneModel::builder()
+                        .namespace(ns.clone())
+                        .filter(doc! {"_id": id.as_str()})
+                        .replacement(d.clone())
+                        .upsert(true)
+                        .build()
+                        .into(),
+                );
+            }
+        }
+        self.client.bulk_write(models).session(session).await?;
+        Ok(())
+    }
+
     async fn apply_in_transaction(&self, c: &Changes) -> Result<(), MongoError> {
         let mut s = self.client.start_session().await?;
         s.start_transaction().write_concern(self.durable()).await?;
-        match self.apply_changes(c, Some(&mut s)).await {
+        let applied = if self.bulk_write {
+            self.apply_bulk(c, &mut s).await
+        } else {
+            self.apply_changes(c, Some(&mut s)).await
+        };
+        match applied {
             Ok(()) => s.commit_transaction().await,
             Err(e) => {
                 let _ = s.abort_transaction().await;
@@ -705,6 +819,9 @@ impl MongoStore {
         opts.server_selection_timeout
             .get_or_insert(Duration::from_secs(5));
         opts.connect_timeout.get_or_insert(Duration::from_secs(5));
+        if config.init_replset {
+            replset::ensure_initiated(&opts, config.connect_window).await?;
+        }
         let client =
             Client::with_options(opts).map_err(|e| err(format!("connecting to {hosts}"), e))?;
         let db = client.database(&config.database);
@@ -717,8 +834,10 @@ impl MongoStore {
         .await?;
         let transactions = !config.force_standalone
             && (hello.get_str("setName").is_ok() || hello.get_str("msg").ok() == Some("isdbgrid"));
-        let snapshot_reads = transactions && hello.get_i32("maxWireVersion").unwrap_or(0) >= 13;
-        tracing::info!(%hosts, database = %config.database, transactions, snapshot_reads, "mongodb metadata backend connected");
+        let wire = hello.get_i32("maxWireVersion").unwrap_or(0);
+        let snapshot_reads = transactions && wire >= 13;
+        let bulk_write = wire >= 25 && !config.per_collection_writes;
+        tracing::info!(%hosts, database = %config.database, transactions, snapshot_reads, bulk_write, "mongodb metadata backend connected");
         let inner = Arc::new(Inner {
             client,
             db,
@@ -726,9 +845,11 @@ impl MongoStore {
             database: config.database.clone(),
             transactions,
             snapshot_reads,
+            bulk_write,
             sublevels: RwLock::new(BTreeMap::new()),
             strays: AtomicBool::new(false),
             retry_window: config.retry_window,
+            read_handles: RwLock::new(HashMap::new()),
         });
         inner.load_registry().await?;
         let mut journal = Journal {
@@ -750,6 +871,66 @@ impl MongoStore {
     /// Replica set or sharded cluster (transactions), as detected at open.
     pub fn transactions(&self) -> bool {
         self.inner.transactions
+    }
+
+    /// The deployment id kept in this database: the stored one, or `candidate` when there is
+    /// none yet. Created with an insert on a fixed `_id`, so when servers start at once the
+    /// first insert wins and the others get a duplicate-key error and read the winner's id:
+    /// every instance, on whichever node it runs, answers the same id.
+    pub async fn deployment_uuid(&self, candidate: &str) -> Result<String, StorageError> {
+        let inner = &self.inner;
+        let coll = inner.durable_coll(layout::DEPLOYMENT);
+        let stored = |d: Document| {
+            d.get_str("uuid").map(str::to_string).map_err(|e| {
+                err(
+                    format!(
+                        "reading the deployment id in {} ({})",
+                        layout::DEPLOYMENT,
+                        inner.describe()
+                    ),
+                    e,
+                )
+            })
+        };
+        let what = "reading the deployment id";
+        if let Some(d) = with_retry(inner.retry_window, what, || {
+            coll.find_one(doc! {"_id": "uuid"})
+        })
+        .await?
+        {
+            return stored(d);
+        }
+        let created = with_retry(inner.retry_window, "creating the deployment id", || async {
+            match coll
+                .insert_one(doc! {"_id": "uuid", "uuid": candidate})
+                .await
+            {
+                Ok(_) => Ok(true),
+                // Another instance inserted first (or our own earlier attempt did, before a
+                // connection loss hid its answer): read what is there.
+                Err(e) if is_duplicate_key(&e) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+        if created {
+            tracing::info!(uuid = candidate, "mongodb: created the deployment id");
+            return Ok(candidate.to_string());
+        }
+        match with_retry(inner.retry_window, what, || {
+            coll.find_one(doc! {"_id": "uuid"})
+        })
+        .await?
+        {
+            Some(d) => stored(d),
+            None => Err(err(
+                what,
+                format!(
+                    "{} reported a duplicate deployment id but holds none",
+                    inner.describe()
+                ),
+            )),
+        }
     }
 }
 
@@ -864,26 +1045,29 @@ impl Store for MongoStore {
     fn get(&self, key: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>> {
         let key = key.to_vec();
         Box::pin(async move {
-            let (coll, id) = match layout::route(&key) {
-                Place::Sublevel { sub, inner } => (layout::collection_name(sub), inner.to_string()),
-                Place::Root => (layout::ROOT.to_string(), layout::bytes_to_id(&key)),
+            let (h, id) = match layout::route(&key) {
+                Place::Sublevel { sub, inner } => (self.inner.read_handle(sub), inner.to_string()),
+                Place::Root => (
+                    self.inner.db.collection(layout::ROOT),
+                    layout::bytes_to_id(&key),
+                ),
             };
-            let h: Collection<RawDocumentBuf> = self.inner.db.collection(&coll);
-            let found = with_retry(
-                self.inner.retry_window,
-                &format!("reading key {:?}", key_str(&key)),
-                || {
-                    h.find_one(doc! {"_id": id.as_str()})
-                        .projection(doc! {"v": 1})
-                },
-            )
+            let found = with_retry(self.inner.retry_window, &Reading(&key), || {
+                h.find_one(doc! {"_id": id.as_str()})
+                    .projection(doc! {"v": 1})
+            })
             .await?;
             match found {
                 None => Ok(None),
                 Some(d) => d
                     .get_binary("v")
                     .map(|b| Some(b.bytes.to_vec()))
-                    .map_err(|e| err(format!("reading key {:?} in {coll}", key_str(&key)), e)),
+                    .map_err(|e| {
+                        err(
+                            format!("reading key {:?} in {}", key_str(&key), h.name()),
+                            e,
+                        )
+                    }),
             }
         })
     }
