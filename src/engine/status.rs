@@ -168,6 +168,9 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
         .filter(|id| nodes.get(*id).is_some_and(|n| n.storage))
         .map(|id| (id.clone(), vec!["the storage label".to_string()]))
         .collect();
+    // Every task of the stack, not only the up-to-date ones: the task a down node last ran
+    // may no longer count as up to date, and Swarm still counts it as running.
+    let all_tasks = stacks::tasks(engine, &stack).await?;
     let node_label = |id: &str| {
         nodes
             .get(id)
@@ -186,19 +189,23 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
         let id = service.id.clone().unwrap_or_default();
         let st = service.service_status.clone().unwrap_or_default();
         let tasks = stacks::current_tasks(engine, &id).await?;
-        // Swarm still counts a task on a node that went down as running (its last report):
-        // those do not serve anything.
-        let lost = tasks
-            .iter()
+        // Swarm still counts a task on a node that went down as running (its last report),
+        // although it has already set it to shut down and queued a replacement: those do not
+        // serve anything.
+        let of_service = || {
+            all_tasks
+                .iter()
+                .filter(|t| t.service_id.as_deref() == Some(id.as_str()))
+        };
+        let lost = of_service()
             .filter(|t| {
-                t.desired_state == Some(TaskState::RUNNING)
-                    && t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
+                t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
                     && t.node_id.as_ref().is_some_and(|n| down.contains(n))
             })
             .count() as u64;
-        for t in &tasks {
+        for t in of_service() {
             if let Some(n) = t.node_id.as_ref().filter(|n| down.contains(*n)) {
-                if t.desired_state == Some(TaskState::RUNNING) {
+                if t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING) {
                     down_nodes.entry(n.clone()).or_default().push(format!(
                         "task {} of {name}",
                         short_id(t.id.as_deref().unwrap_or_default())
