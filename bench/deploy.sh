@@ -9,8 +9,14 @@
 #             `zenkoctl render -p lab` writes it, and `docker stack rm` plus polling until the
 #             stack's networks are gone (it returns before they are).
 #
+# "Gone" is the same test for both, polled right after the command returns: no service or
+# network of the stack on the manager, and no network of the stack on either node's engine (a
+# node drops its copy of an overlay network once its last task container of it is destroyed;
+# a redeploy that finds a stale one fails with `network ... not found`).
+#
 #   bench/deploy.sh               # ROUNDS=5 by default
 #   ROUNDS=3 bench/deploy.sh
+#   ZENKOCTL_BIN=path/to/zenkoctl bench/deploy.sh   # that binary instead of a release build
 #
 # The module runs on the worker (the storage label is put there), which pulls the image from
 # the lab registry once, before the first round. Needs root and scripts/deps/swarm-lab.sh. The
@@ -25,9 +31,13 @@ STACK=zenkobench
 lab_script="$repo/tests/swarm-lab.sh"
 
 bash scripts/deps/swarm-lab.sh
-echo "building (release)..." >&2
-cargo build --release --quiet --bin zenkoctl
-bin="$repo/target/release/zenkoctl"
+if [[ -n ${ZENKOCTL_BIN:-} ]]; then
+    bin="$ZENKOCTL_BIN"
+else
+    echo "building (release)..." >&2
+    cargo build --release --quiet --bin zenkoctl
+    bin="$repo/target/release/zenkoctl"
+fi
 
 started_lab=no
 if ! env_out="$(bash "$lab_script" env 2>/dev/null)" ||
@@ -40,6 +50,7 @@ export DOCKER_HOST
 DOCKER_HOST="$(lab ZENKOCTL_LAB_MANAGER_HOST)"
 registry="$(lab ZENKOCTL_LAB_REGISTRY)"
 worker="$(lab ZENKOCTL_LAB_WORKER_NODE)"
+worker_host="$(lab ZENKOCTL_LAB_WORKER_HOST)"
 
 work="$(mktemp -d -p "$repo/target" bench-deploy.XXXXXX)"
 cleanup() {
@@ -78,12 +89,21 @@ values=(-p lab --set "image.tag=bench" --set "stack=$STACK")
 "$bin" deploy "${values[@]}" --docker-config "$work" >/dev/null 2>&1
 "$bin" teardown --stack "$STACK" >/dev/null 2>&1
 
-docker_rm() {
-    docker stack rm "$STACK" >/dev/null
-    # Gone means: no network of the stack left (the next deploy would trip over it).
-    while [[ -n "$(docker network ls -q --filter "label=com.docker.stack.namespace=$STACK")" ]]; do
+# Polls (every 0.1 s) until nothing of the stack is left anywhere.
+wait_gone() {
+    local f="label=com.docker.stack.namespace=$STACK"
+    while [[ -n "$(docker service ls -q --filter "$f")$(docker network ls -q --filter "$f")" ]] ||
+        [[ -n "$(docker -H "$worker_host" network ls -q --filter "$f")" ]]; do
         sleep 0.1
     done
+}
+zenkoctl_teardown() {
+    "$bin" teardown --stack "$STACK"
+    wait_gone
+}
+docker_rm() {
+    docker stack rm "$STACK"
+    wait_gone
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -93,7 +113,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for who in "${order[@]}"; do
         if [[ $who == zenkoctl ]]; then
             timed "zenkoctl-deploy" "$bin" deploy "${values[@]}" --docker-config "$work"
-            timed "zenkoctl-teardown" "$bin" teardown --stack "$STACK"
+            timed "zenkoctl-teardown" zenkoctl_teardown
         else
             timed "docker-deploy" docker stack deploy --detach=false -c "$work/rendered.yml" "$STACK"
             timed "docker-teardown" docker_rm

@@ -413,16 +413,13 @@ fn build_push_deploy_move_check_lose_a_node_teardown_redeploy() {
     let t = Instant::now();
     let teardown = ok_json(&lab, &["teardown", "--timeout", "60"]);
     assert!(t.elapsed() < Duration::from_secs(70), "{teardown:#}");
-    for line in teardown["removed"][0]["left_on_down_nodes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        assert!(
-            line.as_str().unwrap().contains(&format!("node {worker}")),
-            "{teardown:#}"
-        );
-    }
+    // The task the worker ran is not waited for (Swarm reaps it when the node returns), and
+    // the report says so, naming the node.
+    let left = teardown["removed"][0]["left_on_down_nodes"].to_string();
+    assert!(
+        left.contains(&format!("on node {worker}, which is down")),
+        "{teardown:#}"
+    );
     assert_eq!(lab.docker_ok(&["service", "ls", "-q"]), "");
     let networks = lab.docker_ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(!networks.contains("zenko_"), "{networks}");

@@ -148,8 +148,8 @@ async fn resolve_one(
         Err(e) if is_not_found(&e) => Err(coded(
             Exit::DeployFailed,
             anyhow!(
-                "{who}: image {image} is neither in its registry ({registry_error:#}) nor on the \
-                 engine at {}; build it (zenkoctl build) and push it (zenkoctl push) first",
+                "{who}: image {image} is neither on the engine at {} nor in its registry \
+                 ({registry_error:#}); build it (zenkoctl build) and push it (zenkoctl push) first",
                 engine.host
             ),
         )),
