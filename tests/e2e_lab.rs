@@ -217,7 +217,7 @@ fn build_push_deploy_move_check_lose_a_node_teardown_redeploy() {
         manager
     );
     assert_eq!(service_image(&lab, &service), pinned1);
-    assert_eq!(running_nodes(&lab, &service), [manager.clone()]);
+    assert_eq!(running_nodes(&lab, &service), vec![manager.as_str()]);
     assert_eq!(
         docker_at(
             &worker_host,
@@ -256,7 +256,7 @@ fn build_push_deploy_move_check_lose_a_node_teardown_redeploy() {
         doc["deploy"]["preflight"]["storage_node"]["hostname"],
         worker
     );
-    assert_eq!(running_nodes(&lab, &service), [worker.clone()]);
+    assert_eq!(running_nodes(&lab, &service), vec![worker.as_str()]);
 
     // --- Arsenal's clients through the published host-mode ports of the worker.
     step("Arsenal data and metadata checks on the worker");
@@ -351,7 +351,7 @@ fn build_push_deploy_move_check_lose_a_node_teardown_redeploy() {
         service_image(&lab, &service),
         format!("{auth_image}@{digest3}")
     );
-    assert_eq!(running_nodes(&lab, &service), [worker.clone()]);
+    assert_eq!(running_nodes(&lab, &service), vec![worker.as_str()]);
     let worker_images = docker_at(
         &worker_host,
         &[
@@ -437,7 +437,7 @@ fn build_push_deploy_move_check_lose_a_node_teardown_redeploy() {
     let (code, doc) = deploy(&["--node", &manager, "--docker-config", &no_creds]);
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(converged(&doc).1, "create");
-    assert_eq!(running_nodes(&lab, &service), [manager.clone()]);
+    assert_eq!(running_nodes(&lab, &service), vec![manager.as_str()]);
     let (code, status) = run_json(&lab, &["status"]);
     assert_eq!(code, 0, "healthy: {status:#}");
     assert_eq!(status["health"], "healthy");

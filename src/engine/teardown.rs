@@ -266,7 +266,9 @@ fn stopped(task: &bollard::models::Task) -> bool {
         task.status.as_ref().and_then(|s| s.state),
         Some(S::SHUTDOWN | S::COMPLETE | S::FAILED | S::REJECTED | S::REMOVE | S::ORPHANED)
     ) || (task.node_id.is_none()
-        && task.desired_state.is_some_and(|d| d != S::RUNNING && d != S::READY))
+        && task
+            .desired_state
+            .is_some_and(|d| d != S::RUNNING && d != S::READY))
 }
 
 /// Refuses to remove a stack that zenkoctl does not manage (objects without the marker).
