@@ -36,6 +36,24 @@ pub struct DeployArgs {
     /// Do not wait for convergence.
     #[arg(long)]
     pub detach: bool,
+    /// `always`: pin every service image to the digest its registry serves, so that every
+    /// node runs the same bits (an image found only on this engine stays unpinned, with a
+    /// warning); `never`: deploy the image names as they are.
+    #[arg(long, value_enum, default_value = "always")]
+    pub resolve_image: ResolveImage,
+    /// Send the registry credentials of the docker config to the swarm with the services, so
+    /// that every node can pull from a registry that requires them (the swarm stores them).
+    #[arg(long)]
+    pub with_registry_auth: bool,
+    /// The docker config directory holding config.json (default: $DOCKER_CONFIG, else ~/.docker).
+    #[arg(long, value_name = "DIR")]
+    pub docker_config: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResolveImage {
+    Always,
+    Never,
 }
 
 /// Renders and converts the stack (shared with `plan`). Secret and config files are read
@@ -62,6 +80,9 @@ pub fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<Exit> {
         },
         detach: args.detach,
         rollback: args.rollback,
+        resolve_images: args.resolve_image == ResolveImage::Always,
+        with_registry_auth: args.with_registry_auth,
+        docker_config: args.docker_config.clone(),
         ..DeployOptions::default()
     };
     engine::block_on(async {

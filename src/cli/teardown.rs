@@ -52,7 +52,7 @@ pub fn run(args: TeardownArgs, ctx: &Context) -> anyhow::Result<Exit> {
                     r.configs.len(),
                     if args.volumes { format!(", {} volume(s)", r.volumes.len()) } else { String::new() }
                 );
-                for v in &r.volumes_elsewhere {
+                for v in r.volumes_elsewhere.iter().chain(&r.left_on_down_nodes) {
                     let _ = writeln!(w, "note: {v}");
                 }
             }

@@ -78,6 +78,9 @@ pub fn run(mut args: UpArgs, ctx: &Context) -> anyhow::Result<Exit> {
                 timeout: Duration::from_secs(args.timeout),
                 ..WaitOptions::default()
             },
+            // The image was just built on this engine and is never pushed: there is no
+            // registry digest to pin (`--resolve-image never`).
+            resolve_images: false,
             ..DeployOptions::default()
         };
         let report = deploy::deploy(&engine, &plan, &opts, &progress).await?;

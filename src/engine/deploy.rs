@@ -3,7 +3,8 @@
 //!
 //! Order (docker/cli `deployCompose`, plus what it lacks):
 //! 1. preflight: a manager; the storage node labelled, Ready and Active; fewer than two nodes is
-//!    a warning; every image on this engine or in its registry;
+//!    a warning; every image resolved to its registry digest and pinned (see [`super::pin`]),
+//!    or, found only on this engine, left unpinned with a warning;
 //! 2. any other Zenko stack (found by the marker label, whatever its name) is torn down and
 //!    waited for until it is really gone;
 //! 3. networks missing from the stack are created (existing ones are never updated, as the CLI);
@@ -27,6 +28,7 @@ use serde::Serialize;
 
 use super::converge::{self, Outcome, Target, WaitOptions};
 use super::nodes::{self, NodeInfo};
+use super::pin::{self, PinnedImage};
 use super::stacks;
 use super::teardown::{self, Removal};
 use super::{is_not_found, retry_out_of_sequence, server_message, Engine, EngineResult, Progress};
@@ -45,6 +47,16 @@ pub struct DeployOptions {
     pub rollback: bool,
     /// How long removing an earlier stack may take.
     pub teardown_timeout: Duration,
+    /// The docker config directory whose credentials resolve image digests (and, with
+    /// `with_registry_auth`, go to the nodes); default `$DOCKER_CONFIG` or `~/.docker`.
+    pub docker_config: Option<std::path::PathBuf>,
+    /// Send the registry credentials with service create/update, so that every node can pull
+    /// from a registry that requires them (`docker stack deploy --with-registry-auth`). Off by
+    /// default as in the CLI: the swarm stores them with the service.
+    pub with_registry_auth: bool,
+    /// Resolve and pin image digests (`--resolve-image always`, the default); `false` deploys
+    /// the image names as they are (`never`: `zenkoctl up`'s local, never pushed image).
+    pub resolve_images: bool,
 }
 
 impl Default for DeployOptions {
@@ -55,6 +67,9 @@ impl Default for DeployOptions {
             detach: false,
             rollback: false,
             teardown_timeout: Duration::from_secs(120),
+            docker_config: None,
+            with_registry_auth: false,
+            resolve_images: true,
         }
     }
 }
@@ -66,6 +81,8 @@ pub struct Preflight {
     pub label_changed: bool,
     pub label_moved_from: Vec<String>,
     pub nodes: usize,
+    /// Each image of the stack and the digest it was pinned to.
+    pub images: Vec<PinnedImage>,
     pub warnings: Vec<String>,
 }
 
@@ -139,11 +156,12 @@ impl DeployReport {
     }
 }
 
-/// Preflight checks and the storage label.
+/// Preflight checks and the storage label; pins the plan's images to their digests.
 pub async fn preflight(
     engine: &Engine,
-    plan: &StackPlan,
+    plan: &mut StackPlan,
     node: Option<&str>,
+    resolve: Option<Option<&std::path::Path>>,
     progress: Progress<'_>,
 ) -> anyhow::Result<Preflight> {
     engine.require_manager().await?;
@@ -172,10 +190,13 @@ pub async fn preflight(
         return Err(coded(
             Exit::DeployFailed,
             anyhow!(
-                "the storage node {} is {} and {}: it must be ready and active",
+                "the storage node {} is {} and {}: it must be ready and active; bring it back, \
+                 or move the storage label to another node (deploy --node NODE, or zenkoctl \
+                 node label NODE): the data in its volumes stays on {}",
                 storage.display(),
                 storage.state,
-                storage.availability
+                storage.availability,
+                storage.hostname
             ),
         ));
     }
@@ -187,44 +208,21 @@ pub async fn preflight(
             all.len()
         ));
     }
-    // Images: on this engine, or in their registry (the manager asks the registry, as the
-    // docker CLI's digest resolution does). An image only on this engine is enough for a
-    // single-node swarm; other nodes need the registry (zenkoctl push).
-    let images: BTreeSet<String> = plan
-        .services
-        .iter()
-        .filter_map(|s| {
-            s.spec
-                .task_template
-                .as_ref()?
-                .container_spec
-                .as_ref()?
-                .image
-                .clone()
-        })
-        .collect();
-    for image in images {
-        match engine.docker.inspect_image(&image).await {
-            Ok(_) => continue,
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(engine.error(e, format_args!("inspecting image {image}"))),
-        }
-        match engine.docker.inspect_registry_image(&image, None).await {
-            Ok(_) => {}
-            Err(e) if super::is_transport(&e) => {
-                return Err(engine.error(e, format_args!("looking up image {image}")))
+    // Images: pinned to the digest their registry serves, so that every node runs the same
+    // bits; an image only on this engine stays unpinned (a warning), one nowhere is an error.
+    // `resolve` is `None` for `--resolve-image never`, else the docker config to use.
+    let images = match resolve {
+        Some(docker_config) => pin::pin_images(engine, plan, docker_config).await?,
+        None => Vec::new(),
+    };
+    for i in &images {
+        match (&i.pinned, &i.warning) {
+            (_, Some(w)) => {
+                progress(format!("warning: {w}"));
+                warnings.push(w.clone());
             }
-            Err(e) => {
-                return Err(coded(
-                    Exit::DeployFailed,
-                    anyhow!(
-                        "image {image} is neither on the engine at {} nor in its registry ({}); \
-                         build it (zenkoctl build) or push it first",
-                        engine.host,
-                        server_message(&e)
-                    ),
-                ))
-            }
+            (Some(p), None) => progress(format!("image {} pinned to {p}", i.image)),
+            (None, None) => {}
         }
     }
     Ok(Preflight {
@@ -232,6 +230,7 @@ pub async fn preflight(
         label_changed: label.changed,
         label_moved_from: label.moved_from.iter().map(NodeInfo::display).collect(),
         nodes: all.len(),
+        images,
         warnings,
     })
 }
@@ -435,7 +434,16 @@ pub async fn deploy(
         "preflight for stack {stack} on {} (API {})",
         engine.host, engine.api
     ));
-    let pre = preflight(engine, plan, opts.node.as_deref(), progress).await?;
+    let mut plan = plan.clone();
+    let plan = &mut plan;
+    let pre = preflight(
+        engine,
+        plan,
+        opts.node.as_deref(),
+        opts.resolve_images.then_some(opts.docker_config.as_deref()),
+        progress,
+    )
+    .await?;
     let mut warnings = pre.warnings.clone();
     // A same-named stack that zenkoctl did not deploy is refused before anything is removed.
     check_ours(&stack, &stacks::objects(engine, &stack).await?)?;
@@ -558,6 +566,17 @@ pub async fn deploy(
         for sp in tier {
             let mut spec = sp.spec.clone();
             resolve_ids(engine, &mut spec).await?;
+            let credentials = if opts.with_registry_auth {
+                let image = spec
+                    .task_template
+                    .as_ref()
+                    .and_then(|t| t.container_spec.as_ref())
+                    .and_then(|c| c.image.clone())
+                    .unwrap_or_default();
+                pin::registry_auth_for(&image, opts.docker_config.as_deref())?
+            } else {
+                None
+            };
             let change = changes
                 .services
                 .iter()
@@ -567,7 +586,7 @@ pub async fn deploy(
             let change = match change {
                 Change::Create => {
                     progress(format!("creating service {}", sp.name));
-                    let id = create_service(engine, &sp.name, spec).await?;
+                    let id = create_service(engine, &sp.name, spec, credentials.clone()).await?;
                     created.services.push((sp.name.clone(), id.clone()));
                     targets.push((sp.name.clone(), id));
                     Change::Create
@@ -581,14 +600,21 @@ pub async fn deploy(
                         opts.teardown_timeout,
                     )
                     .await?;
-                    let id = create_service(engine, &sp.name, spec).await?;
+                    let id = create_service(engine, &sp.name, spec, credentials.clone()).await?;
                     created.services.push((sp.name.clone(), id.clone()));
                     targets.push((sp.name.clone(), id));
                     Change::Recreate { reason }
                 }
                 Change::Unchanged | Change::Update { .. } => {
-                    let (id, change) =
-                        update_service(engine, &sp.name, spec, progress, &mut warnings).await?;
+                    let (id, change) = update_service(
+                        engine,
+                        &sp.name,
+                        spec,
+                        credentials.clone(),
+                        progress,
+                        &mut warnings,
+                    )
+                    .await?;
                     if matches!(change, Change::Update { .. }) {
                         created.updated.push((sp.name.clone(), id.clone()));
                     }
@@ -677,8 +703,15 @@ struct Created {
     updated: Vec<(String, String)>,
 }
 
-async fn create_service(engine: &Engine, name: &str, spec: ServiceSpec) -> anyhow::Result<String> {
-    match engine.docker.create_service(spec, None).await {
+/// Creates a service; `credentials` go along as `X-Registry-Auth` (made URL-safe by the
+/// engine client's request modifier) for the nodes to pull with.
+async fn create_service(
+    engine: &Engine,
+    name: &str,
+    spec: ServiceSpec,
+    credentials: Option<bollard::auth::DockerCredentials>,
+) -> anyhow::Result<String> {
+    match engine.docker.create_service(spec, credentials).await {
         Ok(r) => {
             for w in r.warnings.unwrap_or_default() {
                 tracing::warn!("service {name}: {w}");
@@ -702,6 +735,7 @@ async fn update_service(
     engine: &Engine,
     name: &str,
     desired: ServiceSpec,
+    credentials: Option<bollard::auth::DockerCredentials>,
     progress: Progress<'_>,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<(String, Change)> {
@@ -764,7 +798,7 @@ async fn update_service(
                     version,
                     ..Default::default()
                 },
-                None,
+                credentials.clone(),
             )
             .await?;
         result.lock().unwrap().2 = response.warnings.unwrap_or_default();

@@ -4,6 +4,7 @@
 //!   negotiation, error classification (unreachable engine vs. an engine that said no);
 //! - [`nodes`]: list, label and unlabel nodes (the storage label);
 //! - [`stacks`]: finding stacks and their objects by label;
+//! - [`pin`]: service images pinned to their registry digest;
 //! - [`deploy`]: preflight, teardown of an earlier Zenko stack, create/update, convergence;
 //! - [`converge`]: waiting for services to converge, and failure reports;
 //! - [`teardown`]: remove a stack and wait until it is really gone;
@@ -12,6 +13,7 @@
 pub mod converge;
 pub mod deploy;
 pub mod nodes;
+pub mod pin;
 pub mod probe;
 pub mod stacks;
 pub mod status;
@@ -239,7 +241,7 @@ fn client(host: &str, version: &ClientVersion) -> anyhow::Result<Docker> {
             )
         }
     };
-    if let Some(path) = host.strip_prefix("unix://") {
+    let docker = if let Some(path) = host.strip_prefix("unix://") {
         Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, version).map_err(bad)
     } else if host.starts_with("tcp://") || host.starts_with("http://") {
         Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, version).map_err(bad)
@@ -250,7 +252,13 @@ fn client(host: &str, version: &ClientVersion) -> anyhow::Result<Docker> {
             Exit::InvalidInput,
             anyhow!("unsupported Docker host {host:?}: use unix:///path/to/docker.sock or tcp://host:port"),
         ))
-    }
+    }?;
+    // Every request that carries registry credentials (service create/update with
+    // `X-Registry-Auth`, pushes, distribution inspect) gets them URL-safe: bollard encodes them
+    // with the standard alphabet, which the daemon cannot decode (see image::auth). A client
+    // derived with `image::auth::with_registry_auth` replaces this modifier with one that
+    // writes the URL-safe header itself.
+    Ok(docker.with_request_modifier(crate::image::auth::url_safe_registry_headers))
 }
 
 fn unreachable(host: &str, error: bollard::errors::Error) -> anyhow::Error {

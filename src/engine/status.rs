@@ -59,6 +59,9 @@ pub struct StatusReport {
     pub health: Health,
     pub services: Vec<ServiceHealth>,
     pub probes: Vec<ProbeResult>,
+    /// Swarm nodes that are down and matter to the stack: they carry the storage label or run
+    /// (ran) one of its current tasks. Hostnames.
+    pub nodes_down: Vec<String>,
     /// Why the health is not `healthy`.
     pub problems: Vec<String>,
     /// Things worth knowing that do not change the health (e.g. an unknown probe).
@@ -142,6 +145,7 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
             health: Health::Down,
             services: Vec::new(),
             probes: Vec::new(),
+            nodes_down: Vec::new(),
             problems: vec!["no Zenko stack is deployed".into()],
             notes: Vec::new(),
         });
@@ -157,7 +161,16 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
             engine,
             format_args!("listing the services of stack {stack}"),
         )?;
-    let (nodes, _down) = stacks::node_names(engine).await?;
+    let (nodes, down) = stacks::node_names(engine).await?;
+    // Down nodes that matter, with what they held (node ID -> task descriptions).
+    let mut down_nodes: std::collections::BTreeMap<String, Vec<String>> = down
+        .iter()
+        .filter(|id| nodes.get(*id).is_some_and(|n| n.storage))
+        .map(|id| (id.clone(), vec!["the storage label".to_string()]))
+        .collect();
+    // Every task of the stack, not only the up-to-date ones: the task a down node last ran
+    // may no longer count as up to date, and Swarm still counts it as running.
+    let all_tasks = stacks::tasks(engine, &stack).await?;
     let node_label = |id: &str| {
         nodes
             .get(id)
@@ -175,8 +188,35 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
         let name = spec.name.clone().unwrap_or_default();
         let id = service.id.clone().unwrap_or_default();
         let st = service.service_status.clone().unwrap_or_default();
-        let (desired, running) = (st.desired_tasks.unwrap_or(0), st.running_tasks.unwrap_or(0));
         let tasks = stacks::current_tasks(engine, &id).await?;
+        // Swarm still counts a task on a node that went down as running (its last report),
+        // although it has already set it to shut down and queued a replacement: those do not
+        // serve anything.
+        let of_service = || {
+            all_tasks
+                .iter()
+                .filter(|t| t.service_id.as_deref() == Some(id.as_str()))
+        };
+        let lost = of_service()
+            .filter(|t| {
+                t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
+                    && t.node_id.as_ref().is_some_and(|n| down.contains(n))
+            })
+            .count() as u64;
+        for t in of_service() {
+            if let Some(n) = t.node_id.as_ref().filter(|n| down.contains(*n)) {
+                if t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING) {
+                    down_nodes.entry(n.clone()).or_default().push(format!(
+                        "task {} of {name}",
+                        short_id(t.id.as_deref().unwrap_or_default())
+                    ));
+                }
+            }
+        }
+        let (desired, running) = (
+            st.desired_tasks.unwrap_or(0),
+            st.running_tasks.unwrap_or(0).saturating_sub(lost),
+        );
         let mut infos: Vec<TaskInfo> = tasks
             .iter()
             .filter(|t| {
@@ -319,6 +359,23 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
             ports,
         });
     }
+    let mut nodes_down = Vec::new();
+    for (id, held) in &down_nodes {
+        let (hostname, addr) = nodes
+            .get(id)
+            .map(|n| (n.hostname.clone(), n.addr.clone()))
+            .unwrap_or_else(|| (short_id(id).to_string(), String::new()));
+        problems.push(format!(
+            "node {hostname}{} is down (it holds {})",
+            if addr.is_empty() {
+                String::new()
+            } else {
+                format!(" ({addr})")
+            },
+            held.join(", ")
+        ));
+        nodes_down.push(hostname);
+    }
     let health = if out.is_empty() {
         problems.push(format!("stack {stack} has no services"));
         Health::Down
@@ -337,6 +394,7 @@ pub async fn status(engine: &Engine, opts: &StatusOptions) -> anyhow::Result<Sta
         health,
         services: out,
         probes,
+        nodes_down,
         problems,
         notes,
     })
