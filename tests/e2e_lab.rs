@@ -174,14 +174,7 @@ fn build_push_deploy_move_check_lose_a_node_teardown_redeploy() {
 
     // --- build and push the offline image (a stripped copy of this zenkoctl).
     step("build and push");
-    let binary = tmp.path().join("zenkoctl");
-    assert!(Command::new("strip")
-        .arg("-o")
-        .arg(&binary)
-        .arg(ZENKOCTL)
-        .status()
-        .expect("run strip (binutils)")
-        .success());
+    let binary = lab::stripped_zenkoctl(tmp.path());
     let image = format!("{registry}/zenkoctl/module:e2e");
     ok_json(
         &lab,

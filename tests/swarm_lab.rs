@@ -60,14 +60,7 @@ fn two_nodes_registry_pull_on_the_worker_and_complete_teardown() {
     // The zenkoctl image, built and pushed to the lab registry, run by the worker as a job.
     let registry = lab.get("ZENKOCTL_LAB_REGISTRY").to_string();
     let tmp = tempfile::tempdir().unwrap();
-    let binary = tmp.path().join("zenkoctl");
-    assert!(Command::new("strip")
-        .arg("-o")
-        .arg(&binary)
-        .arg(ZENKOCTL)
-        .status()
-        .unwrap()
-        .success());
+    let binary = lab::stripped_zenkoctl(tmp.path());
     let image = format!("{registry}/zenkoctl/module:lab-test");
     for args in [
         vec![

@@ -35,14 +35,7 @@ fn up_twice_example_down_and_up_again() {
     let lab = Lab::up(1);
     lab.docker_ok(&["swarm", "leave", "--force"]);
     let tmp = tempfile::tempdir().unwrap();
-    let binary = tmp.path().join("zenkoctl");
-    assert!(Command::new("strip")
-        .arg("-o")
-        .arg(&binary)
-        .arg(ZENKOCTL)
-        .status()
-        .unwrap()
-        .success());
+    let binary = lab::stripped_zenkoctl(tmp.path());
     let bin = binary.to_str().unwrap();
 
     let first = json_ok(

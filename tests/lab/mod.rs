@@ -51,6 +51,20 @@ pub fn require_prerequisites() {
     }
 }
 
+/// A stripped copy of the zenkoctl under test in `dir`: what the offline image packs (the
+/// debug build with its symbols would be several times the image size target).
+pub fn stripped_zenkoctl(dir: &Path) -> PathBuf {
+    let binary = dir.join("zenkoctl");
+    let status = Command::new("strip")
+        .arg("-o")
+        .arg(&binary)
+        .arg(env!("CARGO_BIN_EXE_zenkoctl"))
+        .status()
+        .expect("run strip (binutils)");
+    assert!(status.success(), "strip of the zenkoctl binary failed");
+    binary
+}
+
 impl Lab {
     /// Starts the lab with `nodes` engines (1: a manager only; 2: manager and worker).
     pub fn up(nodes: u8) -> Lab {

@@ -81,6 +81,18 @@ const MAX_GROUP_BYTES: usize = 8 << 20;
 /// Largest `$in` list (bytes of ids) sent in one delete.
 const MAX_DELETE_BYTES: usize = 4 << 20;
 
+/// How many of `ids` (at least one) fit one `$in` delete under [`MAX_DELETE_BYTES`].
+fn delete_chunk_len<S: AsRef<str>>(ids: &[S]) -> usize {
+    let mut bytes = 0;
+    ids.iter()
+        .take_while(|id| {
+            bytes += id.as_ref().len() + 16;
+            bytes <= MAX_DELETE_BYTES
+        })
+        .count()
+        .max(1)
+}
+
 /// How long operations retry through connection loss by default: under Arsenal's 30 s RPC call
 /// timeout, so a client gets a clear error rather than a timeout.
 pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(20);
@@ -508,15 +520,7 @@ impl Inner {
             // Delete every key the group touches, then insert the puts' new documents.
             let mut ids: Vec<&String> = cc.dels.iter().chain(cc.put_ids.iter()).collect();
             while !ids.is_empty() {
-                let mut bytes = 0;
-                let n = ids
-                    .iter()
-                    .take_while(|id| {
-                        bytes += id.len() + 16;
-                        bytes <= MAX_DELETE_BYTES
-                    })
-                    .count()
-                    .max(1);
+                let n = delete_chunk_len(&ids);
                 let chunk: Vec<&String> = ids.drain(..n).collect();
                 let a = h.delete_many(doc! {"_id": {"$in": chunk}});
                 match session.as_deref_mut() {
@@ -553,15 +557,7 @@ impl Inner {
             // A group's deletes and puts are disjoint (final states): their order is free.
             let mut dels: &[String] = &cc.dels;
             while !dels.is_empty() {
-                let mut bytes = 0;
-                let n = dels
-                    .iter()
-                    .take_while(|id| {
-                        bytes += id.len() + 16;
-                        bytes <= MAX_DELETE_BYTES
-                    })
-                    .count()
-                    .max(1);
+                let n = delete_chunk_len(dels);
                 let (chunk, rest) = dels.split_at(n);
                 dels = rest;
                 models.push(
