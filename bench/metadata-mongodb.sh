@@ -16,14 +16,8 @@ scale="${1:-1}"
 bash "$root/scripts/deps/arsenal.sh"
 [ -n "${MONGODB_URI:-}" ] || bash "$root/scripts/deps/mongodb.sh"
 (cd "$root" && cargo build --release --quiet --bin zenkoctl --example mongodb-direct-bench)
-work="$(mktemp -d "${TMPDIR:-/tmp}/zenko-mongo-bench.XXXXXX")"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. "$root/bench/lib.sh"
+bench_workdir zenko-mongo-bench
 
 uri="${MONGODB_URI:-}"
 mongo_desc="MongoDB at MONGODB_URI"

@@ -13,27 +13,10 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 scale="${1:-1}"
 bash "$root/scripts/deps/arsenal.sh"
 (cd "$root" && cargo build --release --quiet --bin zenkoctl)
-work="$(mktemp -d "${TMPDIR:-/tmp}/zenko-md-bench.XXXXXX")"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. "$root/bench/lib.sh"
+bench_workdir zenko-md-bench
 
-"$root/target/release/zenkoctl" --output json serve --only metadata --metadata-addr 127.0.0.1:0 \
-    --metadata-path "$work/ours" > "$work/ours.out" 2> "$work/ours.err" &
-pids+=($!); ours_pid=$!
-node "$root/tests/arsenal/ref-mdserver.js" --path "$work/ref" --port 0 > "$work/ref.out" 2> "$work/ref.err" &
-pids+=($!); ref_pid=$!
-for _ in $(seq 100); do
-    [ -s "$work/ours.out" ] && [ -s "$work/ref.out" ] && break
-    sleep 0.1
-done
-ours_addr="$(sed -n 's/.*"addr":"\([^"]*\)".*/\1/p' "$work/ours.out" | head -1)"
-ref_port="$(awk '/^READY/ {print $2}' "$work/ref.out")"
-[ -n "$ours_addr" ] && [ -n "$ref_port" ] || { echo "servers did not start" >&2; cat "$work"/*.err >&2; exit 1; }
+start_metadata_pair
 
 sync_rate="$(python3 - "$work" <<'PY'
 import os, sys, time
