@@ -10,6 +10,7 @@
 //!       prints "READY <port>".
 //!   data-loadgen disk --dir D --size N --concurrency C --seconds S [--rename]
 //!       the disk ceiling: create + write + fsync of N-byte files, C threads; one JSON line.
+//!       The files are left in D (bench/data.sh decides when deleting them is harmless).
 //!       With --rename, also rename into one of 3511 sub-directories and fsync that directory
 //!       (the minimum our durable PUT protocol needs).
 
@@ -405,5 +406,4 @@ fn disk(args: &[String]) {
         "p50_ms": pct(0.50) as f64 / 1000.0, "p99_ms": pct(0.99) as f64 / 1000.0,
     });
     println!("{doc}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,13 +5,21 @@
 //! the end. Sequential and with 16 concurrent callers; prints one JSON line per workload like
 //! bench/metadata-bench.js. Run by bench/metadata-mongodb.sh.
 //!
+//! A second put baseline (label `driver-txn`) issues exactly the writes the service issues for a
+//! put: the object and its record-log entry (the metadata protocol's `..recordLogs#s3-recordlog`
+//! sublevel, §4.7 of the protocol notes) in one transaction with majority+journal, as one
+//! `bulkWrite` on MongoDB 8.0+ and one `replace_one` per collection before. The service against
+//! it is the cost of the RPC layer alone; against the single `replace_one`, also the cost of
+//! the protocol's atomic record log.
+//!
 //!   mongodb-direct-bench URI DATABASE [SCALE]
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, spec::BinarySubtype, Binary, Document};
-use mongodb::options::WriteConcern;
+use mongodb::options::{ReplaceOneModel, WriteConcern, WriteModel};
 use mongodb::{Client, Collection};
 
 fn value() -> Vec<u8> {
@@ -45,12 +53,69 @@ fn cpu_seconds() -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
-async fn measure<F, Fut>(name: &str, total: usize, concurrency: usize, op: F)
+/// The writes the service issues for one put: the object and its record-log entry in one
+/// transaction (majority + journal), as one `bulkWrite` when the server has it (8.0+).
+#[derive(Clone)]
+struct TxnPut {
+    client: Client,
+    objects: Collection<Document>,
+    log: Collection<Document>,
+    log_seq: Arc<std::sync::atomic::AtomicU64>,
+    bulk: bool,
+    value: Arc<Vec<u8>>,
+}
+
+impl TxnPut {
+    async fn put(&self, id: String) {
+        let seq = self
+            .log_seq
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let seq = format!("{seq:016}");
+        let record = serde_json::json!({
+            "timestamp": "2026-11-25T00:00:00.000Z", "db": "bench",
+            "entries": [{"type": "put", "key": &id, "value": String::from_utf8_lossy(&self.value)}],
+        })
+        .to_string()
+        .into_bytes();
+        let (obj, rec) = (document(&id, &self.value), document(&seq, &record));
+        let mut s = self.client.start_session().await.expect("session");
+        let mut wc = WriteConcern::majority();
+        wc.journal = Some(true);
+        s.start_transaction().write_concern(wc).await.expect("txn");
+        if self.bulk {
+            let model = |c: &Collection<Document>, id: &str, d: Document| -> WriteModel {
+                ReplaceOneModel::builder()
+                    .namespace(c.namespace())
+                    .filter(doc! {"_id": id})
+                    .replacement(d)
+                    .upsert(true)
+                    .build()
+                    .into()
+            };
+            let models = vec![model(&self.objects, &id, obj), model(&self.log, &seq, rec)];
+            self.client
+                .bulk_write(models)
+                .session(&mut s)
+                .await
+                .expect("put");
+        } else {
+            let q = doc! {"_id": &id};
+            let a = self.objects.replace_one(q, obj).upsert(true);
+            a.session(&mut s).await.expect("put");
+            let q = doc! {"_id": &seq};
+            let a = self.log.replace_one(q, rec).upsert(true);
+            a.session(&mut s).await.expect("put");
+        }
+        s.commit_transaction().await.expect("commit");
+    }
+}
+
+async fn measure<F, Fut>(label: &str, name: &str, total: usize, concurrency: usize, op: F)
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let mut tasks = Vec::new();
@@ -80,7 +145,7 @@ where
     println!(
         "{}",
         serde_json::json!({
-            "label": "driver", "name": name, "concurrency": concurrency, "ops": total,
+            "label": label, "name": name, "concurrency": concurrency, "ops": total,
             "ops_per_s": total as f64 / secs, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
             "cpu_us_per_op": cpu * 1e6 / total as f64,
         })
@@ -104,7 +169,7 @@ async fn main() {
             .build(),
     );
     let list: Collection<Document> = db.collection("direct-list");
-    let v = std::sync::Arc::new(value());
+    let v = Arc::new(value());
     let docs: Vec<Document> = (0..1000)
         .map(|i| document(&format!("dir/obj-{i:06}"), &v))
         .chain(["a", "e", "z"].iter().map(|k| document(k, &v)))
@@ -158,11 +223,30 @@ async fn main() {
             }
         }
     };
-    measure("put", n(1000.0), 1, put("seq")).await;
-    measure("put", n(4000.0), 16, put("c16")).await;
-    measure("get", n(5000.0), 1, get("seq", n(1000.0))).await;
-    measure("get", n(20000.0), 16, get("c16", n(4000.0))).await;
-    measure("list1000", n(100.0), 1, list_once.clone()).await;
-    measure("list1000", n(200.0), 16, list_once).await;
+    // The service's put: object + record-log entry, atomically (see the module comment).
+    let hello = db.run_command(doc! {"hello": 1}).await.expect("hello");
+    let txn = TxnPut {
+        client: client.clone(),
+        objects: db.collection("s.bench"),
+        log: db.collection("s.%2E%2ErecordLogs%23s3-recordlog"),
+        log_seq: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        bulk: hello.get_i32("maxWireVersion").unwrap_or(0) >= 25,
+        value: v.clone(),
+    };
+    let put_txn = |prefix: &'static str| {
+        let txn = txn.clone();
+        move |i: usize| {
+            let txn = txn.clone();
+            async move { txn.put(format!("{prefix}-{i}")).await }
+        }
+    };
+    measure("driver", "put", n(1000.0), 1, put("seq")).await;
+    measure("driver", "put", n(4000.0), 16, put("c16")).await;
+    measure("driver-txn", "put", n(1000.0), 1, put_txn("seq")).await;
+    measure("driver-txn", "put", n(4000.0), 16, put_txn("c16")).await;
+    measure("driver", "get", n(5000.0), 1, get("seq", n(1000.0))).await;
+    measure("driver", "get", n(20000.0), 16, get("c16", n(4000.0))).await;
+    measure("driver", "list1000", n(100.0), 1, list_once.clone()).await;
+    measure("driver", "list1000", n(200.0), 16, list_once).await;
     db.drop().await.expect("drop the bench database");
 }

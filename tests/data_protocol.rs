@@ -35,7 +35,7 @@ fn put_get_delete_round_trip_in_arsenal_layout() {
 
     // Stored where Arsenal's DataFileStore puts it.
     let dir = zenkoctl::server::data::store::folder_of(&key);
-    let path = s.data_path.join(dir.to_string()).join(&key);
+    let path = s.path.join(dir.to_string()).join(&key);
     assert_eq!(std::fs::read(&path).unwrap(), body);
 
     let whole = get(s.addr, &key, None);
@@ -91,7 +91,7 @@ fn put_without_trailing_slash_empty_object_and_chunked_body() {
         (r.status, r.error_type().as_str()),
         (411, "MissingContentLength")
     );
-    assert_eq!(objects_on_disk(&s.data_path).len(), 2);
+    assert_eq!(objects_on_disk(&s.path).len(), 2);
 }
 
 #[test]
@@ -159,7 +159,7 @@ fn hostile_keys_never_touch_the_filesystem_outside() {
     let (dir, s) = server();
     // A file next to the data directory that a traversal would reach.
     std::fs::write(dir.path().join("secret"), b"secret").unwrap();
-    std::fs::write(s.data_path.join("0").join("abc"), b"not a key").unwrap();
+    std::fs::write(s.path.join("0").join("abc"), b"not a key").unwrap();
     let cases: &[(&str, &str, u16, &str)] = &[
         ("GET", "/DataFile/../secret", 400, "InvalidURI"),
         ("GET", "/DataFile/%2e%2e/secret", 400, "InvalidURI"),
@@ -209,7 +209,7 @@ fn hostile_keys_never_touch_the_filesystem_outside() {
     assert_eq!(request(s.addr, "GET", &overlong, &[], None).status, 404);
     assert_eq!(std::fs::read(dir.path().join("secret")).unwrap(), b"secret");
     assert_eq!(
-        std::fs::read(s.data_path.join("0").join("abc")).unwrap(),
+        std::fs::read(s.path.join("0").join("abc")).unwrap(),
         b"not a key"
     );
 }
@@ -252,7 +252,7 @@ fn disk_usage_health_and_metrics() {
     // Not ready when the directory is not writable (skipped as root: root bypasses modes).
     if unsafe { libc::geteuid() } != 0 {
         use std::os::unix::fs::PermissionsExt;
-        let tmp = s.data_path.join(".zenkoctl-tmp");
+        let tmp = s.path.join(".zenkoctl-tmp");
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o500)).unwrap();
         let h = request(s.addr, "GET", "/_/health", &[], None);
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -265,7 +265,7 @@ fn health_fails_when_the_data_directory_is_gone() {
     // Works as root too: the temporary-upload directory is replaced by a file.
     let (_dir, s) = server();
     assert_eq!(request(s.addr, "GET", "/_/health", &[], None).status, 200);
-    let tmp = s.data_path.join(".zenkoctl-tmp");
+    let tmp = s.path.join(".zenkoctl-tmp");
     std::fs::remove_dir(&tmp).unwrap();
     std::fs::write(&tmp, b"").unwrap();
     let h = request(s.addr, "GET", "/_/health", &[], None);
@@ -364,7 +364,7 @@ fn object_truncated_during_a_get_fails_that_response_only() {
     let body = Pattern::bytes(7, size);
     let key = put(s.addr, &body);
     let other = put(s.addr, b"still here");
-    let path = std::fs::read_dir(&s.data_path)
+    let path = std::fs::read_dir(&s.path)
         .unwrap()
         .map(|d| d.unwrap().path().join(&key))
         .find(|p| p.exists())

@@ -184,6 +184,38 @@ fn call_acks_errors_and_unknown_methods() {
     });
 }
 
+/// socket.io-client sends the calls it buffered as soon as a namespace's CONNECT reply arrives,
+/// so the "call" handler must exist before that reply goes out. It once did not (socketioxide
+/// spawns the connect handler after replying), and a loaded test run lost such a call.
+#[test]
+fn a_call_sent_as_soon_as_the_connect_reply_arrives_is_answered() {
+    ours(|srv| {
+        for round in 0..200 {
+            let p = Polling::open(srv.addr);
+            let ns = if round % 2 == 0 { MD } else { RL };
+            p.connect(ns);
+            let (method, env) = if ns == MD {
+                (
+                    "get",
+                    json!({"rpcArgs": ["missing", {}], "subLevel": ["race"]}),
+                )
+            } else {
+                (
+                    "pruneRecords",
+                    json!({"rpcArgs": [{}], "logName": "s3-recordlog"}),
+                )
+            };
+            let posted = p.post(&[&format!("42{ns},1{}", json!(["call", method, env]))]);
+            assert_eq!((posted.0, posted.1.as_str()), (200, "ok"), "round {round}");
+            let ack = p.ack_within(ns, 1, Duration::from_secs(5));
+            assert!(
+                ack.is_some(),
+                "round {round}: no ack on {ns} for a call sent right after the connect reply"
+            );
+        }
+    });
+}
+
 #[test]
 fn record_log_prune_is_not_implemented_and_records_share_the_batch() {
     both(|srv| {
@@ -191,7 +223,8 @@ fn record_log_prune_is_not_implemented_and_records_share_the_batch() {
         p.connect(MD);
         p.connect(RL);
         let env = json!({"rpcArgs": [{}], "logName": "s3-recordlog"});
-        p.post(&[&format!("42{RL},7{}", json!(["call", "pruneRecords", env]))]);
+        let posted = p.post(&[&format!("42{RL},7{}", json!(["call", "pruneRecords", env]))]);
+        assert_eq!((posted.0, posted.1.as_str()), (200, "ok"), "{}", srv.who);
         let ack = p.ack(RL, 7);
         assert_eq!(ack[0]["type"], "NotImplemented", "{}: {ack}", srv.who);
         assert_eq!(ack[0]["code"], 501);

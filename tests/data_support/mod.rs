@@ -1,138 +1,42 @@
 //! Shared by the tests/data_*.rs files: start the real `zenkoctl serve --only data` binary on a
 //! real directory, talk raw HTTP/1.1 to it (so hostile request targets reach the server
-//! unchanged), and read its memory use from /proc.
+//! unchanged), and read its memory use from /proc (tests/common/process.rs).
 #![allow(dead_code)]
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A running data server; killed (by pid) when dropped, also when a test fails.
-pub struct Server {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub data_path: PathBuf,
-    pub stderr_path: PathBuf,
-}
+#[path = "../common/process.rs"]
+mod process;
+pub use process::*;
 
-impl Server {
+/// A running data server; killed (by pid) when dropped, also when a test fails.
+pub type Server = ChildServer;
+
+impl ChildServer {
     /// Starts `zenkoctl serve --only data` on a free loopback port, and waits until it listens.
     pub fn start(data_path: &Path) -> Server {
         Self::start_with_env(data_path, &[])
     }
 
     pub fn start_with_env(data_path: &Path, env: &[(&str, &str)]) -> Server {
-        let stderr_path = data_path.with_extension(format!("stderr-{}", unique()));
-        let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_zenkoctl"));
-        cmd.args([
-            "--output",
-            "json",
-            "serve",
-            "--only",
-            "data",
-            "--data-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-path")
-        .arg(data_path)
-        .args(["--drain-timeout", "20"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn zenkoctl serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = match lines.next() {
-            Some(Ok(line)) => line,
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                panic!("zenkoctl serve did not report readiness ({other:?}); stderr:\n{log}");
-            }
-        };
-        let doc: serde_json::Value = serde_json::from_str(&line).expect("readiness line is JSON");
-        assert_eq!(doc["event"], "listening", "{line}");
-        assert_eq!(doc["service"], "data", "{line}");
-        let addr = doc["addr"].as_str().unwrap().parse().unwrap();
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            addr,
-            data_path: data_path.to_path_buf(),
-            stderr_path,
-        }
+        cmd.args(["--output", "json", "serve", "--only", "data"])
+            .args(["--data-addr", "127.0.0.1:0", "--data-path"])
+            .arg(data_path)
+            .args(["--drain-timeout", "20"])
+            .envs(env.iter().copied());
+        ChildServer::spawn(cmd, data_path, "zenkoctl", |line| {
+            let doc: serde_json::Value =
+                serde_json::from_str(line).expect("readiness line is JSON");
+            assert_eq!(doc["event"], "listening", "{line}");
+            assert_eq!(doc["service"], "data", "{line}");
+            doc["addr"].as_str().unwrap().parse().unwrap()
+        })
     }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: plain kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({}, {sig})", self.pid());
-    }
-
-    /// Waits for the process to exit; returns its exit status.
-    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not exit within {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    /// Peak resident set size (VmHWM) of the server, in bytes.
-    pub fn peak_rss(&self) -> u64 {
-        proc_status_kib(self.pid(), "VmHWM:") * 1024
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.stderr_path);
-    }
-}
-
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} missing from /proc/{pid}/status"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// An HTTP response.
@@ -405,116 +309,4 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     cond()
-}
-
-/// tests/arsenal, the Node harness (installed by scripts/deps/arsenal.sh).
-pub fn arsenal_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/arsenal");
-    assert!(
-        dir.join("node_modules/@scality/arsenal/package.json").is_file(),
-        "the Arsenal Node harness is not installed: run scripts/deps/arsenal.sh (needs node >= 20 and npm)"
-    );
-    dir
-}
-
-/// Arsenal's own data server (tests/arsenal/ref-dataserver.js), killed by pid when dropped.
-pub struct RefDataServer {
-    pub child: Child,
-    pub addr: SocketAddr,
-}
-
-impl RefDataServer {
-    pub fn start(data_path: &Path) -> RefDataServer {
-        let dir = arsenal_dir();
-        let mut child = Command::new("node")
-            .arg(dir.join("ref-dataserver.js"))
-            .arg("--dataPath")
-            .arg(data_path)
-            .args(["--port", "0", "--bindAddress", "127.0.0.1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node (install Node.js >= 20; see scripts/deps/arsenal.sh)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines.next().and_then(Result::ok).unwrap_or_default();
-        let port = match line.strip_prefix("READY ") {
-            Some(p) => p.trim().parse::<u16>().unwrap(),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("reference data server did not start: {line:?}");
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        RefDataServer {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-
-    /// SIGTERM, then wait for the exit.
-    pub fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "reference data server ignored SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for RefDataServer {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Result of one run of a tests/arsenal/*-checks.js script.
-#[derive(Debug)]
-pub struct ChecksRun {
-    pub passed: Vec<String>,
-    pub failed: Vec<String>,
-    pub summary: String,
-    pub output: String,
-}
-
-/// Runs `node tests/arsenal/<script> --target <addr>` and parses its PASS/FAIL lines.
-pub fn run_checks(script: &str, addr: SocketAddr) -> ChecksRun {
-    let dir = arsenal_dir();
-    let out = Command::new("node")
-        .arg(dir.join(script))
-        .arg("--target")
-        .arg(addr.to_string())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run node");
-    let output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let name = |l: &str| l.rsplit_once(" (").map_or(l, |(n, _)| n).to_string();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    ChecksRun {
-        passed: stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix("PASS "))
-            .map(name)
-            .collect(),
-        failed: stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix("FAIL "))
-            .map(name)
-            .collect(),
-        summary: stdout.lines().last().unwrap_or_default().to_string(),
-        output,
-    }
 }

@@ -4,34 +4,22 @@
 //! through tests/common/arsenal.rs.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../common/process.rs"]
+mod process;
+pub use process::*;
+
 /// A running metadata server (ours or the reference); killed by pid when dropped.
-pub struct Server {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub path: PathBuf,
-    pub who: &'static str,
-    stderr_path: PathBuf,
-}
+pub type Server = ChildServer;
 
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-impl Server {
+impl ChildServer {
     /// `zenkoctl serve --only metadata` on a free loopback port, metadata under `path`.
     pub fn ours(path: &Path) -> Server {
         Server::ours_with(path, &[])
@@ -39,140 +27,33 @@ impl Server {
 
     /// [`Server::ours`] with extra `serve` arguments (e.g. the mongodb backend's).
     pub fn ours_with(path: &Path, extra: &[&str]) -> Server {
-        let stderr_path = path.with_extension(format!("stderr-{}", unique()));
-        let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
-            .args(["--output", "json", "serve", "--only", "metadata"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zenkoctl"));
+        cmd.args(["--output", "json", "serve", "--only", "metadata"])
             .args(["--metadata-addr", "127.0.0.1:0", "--metadata-path"])
             .arg(path)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn zenkoctl serve");
-        let line = first_line(&mut child, &stderr_path);
-        let doc: Value = serde_json::from_str(&line).expect("readiness line is JSON");
-        assert_eq!(doc["service"], "metadata", "{line}");
-        let addr = doc["addr"].as_str().unwrap().parse().unwrap();
-        Server {
-            child,
-            addr,
-            path: path.to_path_buf(),
-            who: "zenkoctl",
-            stderr_path,
-        }
+            .args(extra);
+        ChildServer::spawn(cmd, path, "zenkoctl", |line| {
+            let doc: Value = serde_json::from_str(line).expect("readiness line is JSON");
+            assert_eq!(doc["service"], "metadata", "{line}");
+            doc["addr"].as_str().unwrap().parse().unwrap()
+        })
     }
 
     /// Arsenal's own MetadataFileServer (tests/arsenal/ref-mdserver.js) over LevelDB.
     pub fn reference(path: &Path) -> Server {
-        let dir = arsenal_dir();
-        let stderr_path = path.with_extension(format!("stderr-{}", unique()));
-        let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
-        let mut child = Command::new("node")
-            .arg(dir.join("ref-mdserver.js"))
+        let mut cmd = Command::new("node");
+        cmd.arg(arsenal_dir().join("ref-mdserver.js"))
             .arg("--path")
             .arg(path)
-            .args(["--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn node ref-mdserver.js");
-        let line = first_line(&mut child, &stderr_path);
-        let port: u16 = line
-            .strip_prefix("READY ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("ref-mdserver.js said {line:?}"));
-        Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            path: path.to_path_buf(),
-            who: "reference",
-            stderr_path,
-        }
+            .args(["--port", "0"]);
+        ChildServer::spawn(cmd, path, "reference", |line| {
+            let port: u16 = line
+                .strip_prefix("READY ")
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_else(|| panic!("ref-mdserver.js said {line:?}"));
+            SocketAddr::from(([127, 0, 0, 1], port))
+        })
     }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn kill9(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.pid(), libc::SIGKILL) };
-        assert_eq!(rc, 0, "kill -9 {}", self.pid());
-        let _ = self.child.wait();
-    }
-
-    pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    pub fn rss(&self) -> u64 {
-        proc_status_kib(self.pid(), "VmRSS:") * 1024
-    }
-
-    pub fn peak_rss(&self) -> u64 {
-        proc_status_kib(self.pid(), "VmHWM:") * 1024
-    }
-
-    /// Cumulated user+system CPU seconds of the server (from /proc/PID/stat).
-    pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-        ticks / 100.0
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.stderr_path);
-    }
-}
-
-fn first_line(child: &mut Child, stderr_path: &Path) -> String {
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    match lines.next() {
-        Some(Ok(line)) => {
-            // Keep draining stdout so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            line
-        }
-        other => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = std::fs::read_to_string(stderr_path).unwrap_or_default();
-            panic!("server did not report readiness ({other:?}); stderr:\n{log}");
-        }
-    }
-}
-
-pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} missing from /proc/{pid}/status"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// tests/arsenal with its node_modules; fails (never skips) when scripts/deps/arsenal.sh has
-/// not been run.
-pub fn arsenal_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/arsenal");
-    assert!(
-        dir.join("node_modules/@scality/arsenal/package.json")
-            .exists(),
-        "the Arsenal harness is not installed: run scripts/deps/arsenal.sh (needs node and npm)"
-    );
-    dir
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -372,8 +253,21 @@ impl Polling {
 
     /// Waits for the ack `id` on `ns`; other packets stay queued, in order.
     pub fn ack(&self, ns: &str, id: u64) -> Value {
+        self.ack_within(ns, id, Duration::from_secs(30))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no ack {id} on {ns} within 30 s (session {} closed: {}; {} other packets queued)",
+                    self.sid,
+                    self.closed.load(std::sync::atomic::Ordering::SeqCst),
+                    self.pending.lock().unwrap().len()
+                )
+            })
+    }
+
+    /// The ack of call `id` on `ns`, if it comes within `timeout`; other packets stay queued.
+    pub fn ack_within(&self, ns: &str, id: u64, timeout: Duration) -> Option<Value> {
         let prefix = format!("43{ns},{id}");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + timeout;
         let mut others = Vec::new();
         let mut found = None;
         while Instant::now() < deadline {
@@ -392,14 +286,7 @@ impl Polling {
         for p in others.into_iter().rev() {
             pending.push_front(p);
         }
-        found.unwrap_or_else(|| {
-            panic!(
-                "no ack {id} on {ns} within 30 s (session {} closed: {}; {} other packets queued)",
-                self.sid,
-                self.closed.load(std::sync::atomic::Ordering::SeqCst),
-                pending.len()
-            )
-        })
+        found
     }
 }
 

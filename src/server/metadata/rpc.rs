@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
 use tokio::sync::watch;
 
@@ -113,9 +114,15 @@ pub fn attach(io: &SocketIo, svc: Arc<MetadataService>, metrics: Arc<Metrics>) {
         }
         let svc = svc.clone();
         let metrics = metrics.clone();
-        io.ns(ns, async move |s: SocketRef| {
+        // socketioxide replies to a namespace CONNECT before it spawns the connect handler, and
+        // socket.io-client flushes the calls it buffered as soon as that reply arrives: a call
+        // could reach a socket with no "call" handler yet and be dropped without an ack. The
+        // handlers are therefore registered by a middleware, which runs before the reply.
+        let register = async move |s: SocketRef| {
             on_connect(s, kind, svc, metrics);
-        });
+            Ok::<(), std::convert::Infallible>(())
+        };
+        io.ns(ns, (async || {}).with(register));
     }
 }
 
