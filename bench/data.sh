@@ -42,19 +42,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Every run writes into a fresh directory. Directories of small objects are kept until the end
-# of their size's block, then deleted, and the next run waits 11 s: on ext4 without a journal
-# the inode allocator skips inodes freed in the last 5-10 s one by one (recently_deleted()), so
-# a run started right after an rm -rf of thousands of files pays a scan per create (measured
-# here: 64 KiB PUT at 470-930 µs of server CPU instead of ~220, for either server). Big objects
-# are few files, so their directories go at once.
+# Every run writes into a fresh directory, and the directories are only deleted at the end of
+# each size/concurrency block, followed by a sync and an 11 s wait, so that every block starts
+# on a quiet disk: on ext4 without a journal the inode allocator skips inodes freed in the last
+# 5-10 s one by one (recently_deleted()), so a run right after an rm -rf of thousands of files
+# paid a scan per create (64 KiB PUT at 470-930 µs of server CPU instead of ~220, for either
+# server), and freeing gigabytes (discards, metadata writeback) slowed whichever server ran
+# first in the next block.
 run_seq=0
 run_dir=""
 retired=()
 fresh_dir() { run_seq=$((run_seq + 1)); run_dir="$work/run.$run_seq"; }
-retire_dir() { # DIR SIZE
-    if [ "$2" -ge 1048576 ]; then rm -rf "$1"; else retired+=("$1"); fi
-}
+retire_dir() { retired+=("$1"); }
 # The deletes' own metadata writeback (30 s later by default) would land on the next runs: sync
 # it out first.
 purge_retired() {
@@ -67,12 +66,10 @@ purge_retired() {
 
 server_pid=""
 server_port=""
-server_size=""
 # start_server ours|ref|static SIZE: starts it pinned to SERVER_CPU, sets server_pid/port.
 start_server() {
     local kind="$1" size="$2" out="$work/$1.out"
     fresh_dir
-    server_size="$size"
     : > "$out"
     case "$kind" in
         ours) taskset -c "$SERVER_CPU" "$bin" --output json serve --only data \
@@ -97,7 +94,7 @@ start_server() {
 stop_server() {
     kill -TERM "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
-    retire_dir "$run_dir" "$server_size"
+    retire_dir "$run_dir"
 }
 
 # run LABEL OP SIZE CONC [EXTRA]: one load run against the current server.
@@ -132,10 +129,10 @@ for size in $SIZES; do
                 --concurrency "$conc" --seconds "$SECS" $extra \
                 | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d['server']='disk'; print(json.dumps(d))" \
                 >>"$results"
-            retire_dir "$run_dir" "$size"
+            retire_dir "$run_dir"
         done
+        purge_retired
     done
-    purge_retired
 done
 done
 [ -z "${RESULTS_OUT:-}" ] || cp "$results" "$RESULTS_OUT"

@@ -353,6 +353,17 @@ fn disk(args: &[String]) {
     let seconds: f64 = need(args, "--seconds");
     let rename = args.iter().any(|a| a == "--rename");
     std::fs::create_dir_all(&dir).unwrap();
+    if rename {
+        // The sub-directories exist before the clock starts, as a data server creates its 3511
+        // folders at startup: creating one on first use (and the fsync then syncing its new
+        // entry in the parent too) is no part of a PUT.
+        for d in 0..3511 {
+            std::fs::create_dir_all(dir.join(format!("d{d}"))).unwrap();
+        }
+        std::fs::File::open(&dir).unwrap().sync_all().unwrap();
+        // SAFETY: sync(2) has no preconditions; it pushes the folders' metadata out first.
+        unsafe { libc::sync() };
+    }
     let payload = Arc::new(vec![7u8; size]);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -375,7 +386,6 @@ fn disk(args: &[String]) {
                     drop(f);
                     if rename {
                         let sub = dir.join(format!("d{}", (t as u64 * 7919 + i) % 3511));
-                        let _ = std::fs::create_dir(&sub);
                         std::fs::rename(&path, sub.join(format!("{t}-{i}"))).unwrap();
                         std::fs::File::open(&sub).unwrap().sync_all().unwrap();
                     }
