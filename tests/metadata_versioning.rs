@@ -23,8 +23,7 @@ mod metadata_support;
 mod mongod;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use metadata_support::{Polling, Server};
@@ -77,10 +76,10 @@ impl Metadata {
         Server::ours_with(path, &args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
-    fn ours(&self, path: &Path, extra: &[&str], env: &[(&str, &str)]) -> Ours {
+    fn ours(&self, path: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut args = self.args();
         args.extend(extra.iter().map(|s| s.to_string()));
-        Ours::start(
+        Server::ours_with_env(
             path,
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
             env,
@@ -318,97 +317,27 @@ fn version_ids_interleave_with_the_reference(backend: Backend) {
 // Crashes.
 
 /// `zenkoctl serve --only metadata` with extra environment, killed by pid on drop.
-struct Ours {
-    child: Child,
-    addr: SocketAddr,
-    stderr: PathBuf,
+/// Graceful stop (SIGTERM), so the store file is closed and can be inspected.
+fn stop(server: &mut Server) {
+    server.signal(libc::SIGTERM);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
 }
 
-impl Ours {
-    fn start(path: &Path, args: &[&str], env: &[(&str, &str)]) -> Ours {
-        use std::io::BufRead;
-        let stderr = path.with_extension(format!("stderr-{}", std::process::id()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zenkoctl"))
-            .args(["--output", "json", "serve", "--only", "metadata"])
-            .args(["--metadata-addr", "127.0.0.1:0", "--metadata-path"])
-            .arg(path)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("spawn zenkoctl serve");
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = match lines.next() {
-            Some(Ok(l)) => l,
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "no readiness line ({other:?}): {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                );
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        let doc: Value = serde_json::from_str(&line).unwrap();
-        Ours {
-            child,
-            addr: doc["addr"].as_str().unwrap().parse().unwrap(),
-            stderr,
+/// Waits until the server died of SIGKILL (a crash point), at most `timeout`.
+fn wait_killed(server: &mut Server, timeout: Duration) {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = server.child.try_wait().unwrap() {
+            assert_eq!(st.signal(), Some(libc::SIGKILL), "died of SIGKILL: {st:?}");
+            return;
         }
-    }
-
-    fn kill9(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) },
-            0
+        assert!(
+            Instant::now() < deadline,
+            "the crash point was not reached (crash points exist only in debug builds)"
         );
-        let _ = self.child.wait();
-    }
-
-    /// Graceful stop (SIGTERM), so the store file is closed and can be inspected.
-    fn stop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
-            0
-        );
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
-    }
-
-    /// Waits until the process died of SIGKILL (a crash point), at most `timeout`.
-    fn wait_killed(&mut self, timeout: Duration) {
-        use std::os::unix::process::ExitStatusExt;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert_eq!(st.signal(), Some(libc::SIGKILL), "died of SIGKILL: {st:?}");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the crash point was not reached (crash points exist only in debug builds)"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Ours {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.stderr);
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -464,7 +393,7 @@ fn sigkill_after_deleting_the_current_version_then_get_repairs(backend: Backend)
         server.stderr()
     );
     std::thread::sleep(Duration::from_millis(500));
-    server.stop();
+    stop(&mut server);
     assert_eq!(
         stored("crash", "obj").as_deref(),
         Some(values[1].as_str()),
@@ -487,7 +416,7 @@ fn sigkill_inside_the_repair_then_get_still_answers_and_repairs(backend: Backend
         "42{NS},999{}",
         json!(["call", "get", {"rpcArgs": ["obj", {}], "subLevel": ["crash"]}])
     )]);
-    server.wait_killed(Duration::from_secs(10));
+    wait_killed(&mut server, Duration::from_secs(10));
     assert!(
         server.stderr().contains("crash point repair-before-write"),
         "{}",
@@ -504,7 +433,7 @@ fn sigkill_inside_the_repair_then_get_still_answers_and_repairs(backend: Backend
         json!([null, values[0]])
     );
     std::thread::sleep(Duration::from_millis(500));
-    server.stop();
+    stop(&mut server);
     assert_eq!(stored("crash", "obj").as_deref(), Some(values[1].as_str()));
 }
 
@@ -801,7 +730,7 @@ fn sigkill_during_concurrent_versioned_puts_keeps_every_acked_version_and_a_newe
             format!("{},\"versionId\":\"{vid}\"}}", &value[..value.len() - 1])
         ])
     );
-    server.stop();
+    stop(&mut server);
 
     let (rt, store) = md.open_store(&path);
     for k in 0..4 {

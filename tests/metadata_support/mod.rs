@@ -27,11 +27,17 @@ impl ChildServer {
 
     /// [`Server::ours`] with extra `serve` arguments (e.g. the mongodb backend's).
     pub fn ours_with(path: &Path, extra: &[&str]) -> Server {
+        Server::ours_with_env(path, extra, &[])
+    }
+
+    /// [`Server::ours_with`] with extra environment variables (e.g. a crash point).
+    pub fn ours_with_env(path: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_zenkoctl"));
         cmd.args(["--output", "json", "serve", "--only", "metadata"])
             .args(["--metadata-addr", "127.0.0.1:0", "--metadata-path"])
             .arg(path)
-            .args(extra);
+            .args(extra)
+            .envs(env.iter().copied());
         ChildServer::spawn(cmd, path, "zenkoctl", |line| {
             let doc: Value = serde_json::from_str(line).expect("readiness line is JSON");
             assert_eq!(doc["service"], "metadata", "{line}");
