@@ -9,7 +9,9 @@
 #   RESULTS_OUT=runs.jsonl bench/data.sh   # also keep every run's raw figures
 #
 # The machine may be shared: every case runs ROUNDS times, the servers alternating within each
-# round, and the table shows the median of each figure.
+# round, and the table shows the median of each figure. Start it on a quiet filesystem: on ext4
+# without a journal, thousands of files deleted in the last 6 minutes (a previous run's cleanup
+# included) slow every create of the first runs (see purge_retired below).
 #
 # Prints one table. Not part of CI's pass/fail.
 set -euo pipefail
@@ -42,26 +44,41 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Every run writes into a fresh directory, and the directories are only deleted at the end of
-# each size/concurrency block, followed by a sync and an 11 s wait, so that every block starts
-# on a quiet disk: on ext4 without a journal the inode allocator skips inodes freed in the last
-# 5-10 s one by one (recently_deleted()), so a run right after an rm -rf of thousands of files
-# paid a scan per create (64 KiB PUT at 470-930 µs of server CPU instead of ~220, for either
-# server), and freeing gigabytes (discards, metadata writeback) slowed whichever server ran
-# first in the next block.
+# Every run writes into a fresh directory, and nothing is unlinked until the bench is over: the
+# files of finished blocks are truncated to free their space but keep their inodes. This
+# filesystem (ext4 without a journal) will not reuse an inode freed less than 60 s ago, or
+# 360 s ago while its inode-table block is dirty (RECENTCY_MIN/RECENTCY_DIRTY in
+# fs/ext4/ialloc.c), and every create skips such inodes one by one from the start of its group:
+# after an rm -rf of tens of thousands of files, each create in the next minutes scanned them
+# all (64 KiB PUT at 470-1,100 µs of server CPU instead of ~220, for either server and for the
+# disk ceilings alike).
 run_seq=0
 run_dir=""
 retired=()
 fresh_dir() { run_seq=$((run_seq + 1)); run_dir="$work/run.$run_seq"; }
-retire_dir() { retired+=("$1"); }
-# The deletes' own metadata writeback (30 s later by default) would land on the next runs: sync
-# it out first.
+retire_dir() { [ ! -d "$1" ] || retired+=("$1"); }
 purge_retired() {
     [ "${#retired[@]}" -gt 0 ] || return 0
-    rm -rf "${retired[@]}"
+    find "${retired[@]}" -type f -exec truncate -s 0 {} +
     retired=()
     sync
-    sleep 11
+}
+
+# Cache flushes the disk under the work directory has completed (the 16th field of its block
+# statistics, Linux 5.5+), or nothing: a durable write on a write-back disk ends in one.
+flush_stat="/sys/class/block/$(basename "$(df --output=source "$work" | tail -1)")/stat"
+flushes() { [ -r "$flush_stat" ] && awk 'NF >= 16 {print $16}' "$flush_stat"; }
+
+# record LABEL FLUSHES_BEFORE: appends the load generator's JSON line (stdin) to the results,
+# with the server's label and the cache flushes per request of the run.
+record() {
+    python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read()); d["server"] = sys.argv[1]
+before, after = sys.argv[2], sys.argv[3]
+if before and after and d.get("requests"):
+    d["flushes_per_req"] = (int(after) - int(before)) / d["requests"]
+print(json.dumps(d))' "$1" "$2" "$(flushes)" >>"$results"
 }
 
 server_pid=""
@@ -101,10 +118,11 @@ stop_server() {
 run() {
     local label="$1" op="$2" size="$3" conc="$4" extra="${5:-}"
     echo "  $label $op size=$size c=$conc" >&2
-    taskset -c "$CLIENT_CPU" "$gen" load --target "127.0.0.1:$server_port" --op "$op" \
-        --size "$size" --concurrency "$conc" --seconds "$SECS" --server-pid "$server_pid" $extra \
-        | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d['server']='$label'; print(json.dumps(d))" \
-        >>"$results"
+    local before out
+    before="$(flushes)"
+    out="$(taskset -c "$CLIENT_CPU" "$gen" load --target "127.0.0.1:$server_port" --op "$op" \
+        --size "$size" --concurrency "$conc" --seconds "$SECS" --server-pid "$server_pid" $extra)"
+    record "$label" "$before" <<<"$out"
 }
 
 sync # whatever was written before the bench, out of the way of its first runs
@@ -125,10 +143,10 @@ for size in $SIZES; do
         echo "  disk create+write+fsync size=$size c=$conc" >&2
         for extra in "" --rename; do
             fresh_dir
-            taskset -c "$SERVER_CPU" "$gen" disk --dir "$run_dir" --size "$size" \
-                --concurrency "$conc" --seconds "$SECS" $extra \
-                | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d['server']='disk'; print(json.dumps(d))" \
-                >>"$results"
+            before="$(flushes)"
+            out="$(taskset -c "$SERVER_CPU" "$gen" disk --dir "$run_dir" --size "$size" \
+                --concurrency "$conc" --seconds "$SECS" $extra)"
+            record disk "$before" <<<"$out"
             retire_dir "$run_dir"
         done
         purge_retired
@@ -149,7 +167,7 @@ def find(server, op, size, conc):
     if not runs:
         return None
     out = dict(runs[0])
-    for k in ("rps", "mib_s", "p50_ms", "p99_ms", "cpu_us_per_req"):
+    for k in ("rps", "mib_s", "p50_ms", "p99_ms", "cpu_us_per_req", "flushes_per_req"):
         out[k] = median([r.get(k) for r in runs])
     out["errors"] = sum(r.get("errors", 0) for r in runs)
     out["runs"] = len(runs)
@@ -187,15 +205,22 @@ for size in sizes:
             print(f"{human(size):>7} {conc:>2} {op:<5} | {cell(o):<31} {cpu(o):>6} | {cell(f):<31} {cpu(f):>6} | {ratio:>6} {cpur:>7} | {ceil_label}{cell(ceil):<26} {cpu(ceil):>6} {pct:>6}")
 print()
 print("PUT against both disk ceilings ('disk' above; 'disk+rename' = the same plus a rename into a")
-print("sub-directory and an fsync of it: the minimum of the durable protocol zenkoctl follows)")
+print("sub-directory and an fsync of it: the minimum of the durable protocol zenkoctl follows);")
+print("fl = cache flushes the disk completed per PUT (each synchronous round on a write-back disk ends in one)")
+def fl(r):
+    return f"{r['flushes_per_req']:4.2f}" if r and r.get("flushes_per_req") is not None else "   -"
 for size in sizes:
     for conc in concs:
-        o = find("ours", "put", size, conc)
+        o, f = find("ours", "put", size, conc), find("ref", "put", size, conc)
         d1, d2 = find("disk", "disk", size, conc), find("disk", "disk-rename", size, conc)
         if o and d1 and d2:
-            print(f"{human(size):>7} {conc:>2} put   | zenkoctl {o['rps']:8.1f}/s | disk {d1['rps']:8.1f}/s ({100*o['rps']/d1['rps']:4.0f}%) | disk+rename {d2['rps']:8.1f}/s ({100*o['rps']/d2['rps']:4.0f}%)")
+            print(f"{human(size):>7} {conc:>2} put | zenkoctl {o['rps']:7.1f}/s fl {fl(o)}"
+                  f" | disk {d1['rps']:7.1f}/s fl {fl(d1)} ({100*o['rps']/d1['rps']:4.0f}%)"
+                  f" | disk+rename {d2['rps']:7.1f}/s fl {fl(d2)} ({100*o['rps']/d2['rps']:4.0f}%)"
+                  f" | reference fl {fl(f)}")
 print()
 print("ceilings: 'lo' = the same load generator against a static in-memory response (hyper) on loopback;")
-print("          'disk' = create + write + fsync of files of the same size at the same concurrency.")
+print("          'disk' = create + write + fsync of files of the same size at the same concurrency,")
+print("          spread over 3511 sub-directories as both servers spread objects.")
 print("zenkoctl PUT = temp file, write, fsync, rename, fsync of the directory, then 201 (reference: create, write, fsync).")
 PY

@@ -9,10 +9,10 @@
 //!       the loopback ceiling: hyper answering every GET with N bytes from memory;
 //!       prints "READY <port>".
 //!   data-loadgen disk --dir D --size N --concurrency C --seconds S [--rename]
-//!       the disk ceiling: create + write + fsync of N-byte files, C threads; one JSON line.
-//!       The files are left in D (bench/data.sh decides when deleting them is harmless).
-//!       With --rename, also rename into one of 3511 sub-directories and fsync that directory
-//!       (the minimum our durable PUT protocol needs).
+//!       the disk ceiling: create + write + fsync of N-byte files in 3511 sub-directories of D,
+//!       C threads; one JSON line. The files are left in D (bench/data.sh decides when deleting
+//!       them is harmless). With --rename, each file is created in D itself, then renamed into
+//!       its sub-directory, which is fsynced (the minimum our durable PUT protocol needs).
 
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -353,17 +353,14 @@ fn disk(args: &[String]) {
     let seconds: f64 = need(args, "--seconds");
     let rename = args.iter().any(|a| a == "--rename");
     std::fs::create_dir_all(&dir).unwrap();
-    if rename {
-        // The sub-directories exist before the clock starts, as a data server creates its 3511
-        // folders at startup: creating one on first use (and the fsync then syncing its new
-        // entry in the parent too) is no part of a PUT.
-        for d in 0..3511 {
-            std::fs::create_dir_all(dir.join(format!("d{d}"))).unwrap();
-        }
-        std::fs::File::open(&dir).unwrap().sync_all().unwrap();
-        // SAFETY: sync(2) has no preconditions; it pushes the folders' metadata out first.
-        unsafe { libc::sync() };
+    // Files land in 3511 sub-directories, as both servers lay out objects; the sub-directories
+    // exist before the clock starts, as a data server creates them at startup.
+    for d in 0..3511 {
+        std::fs::create_dir_all(dir.join(format!("d{d}"))).unwrap();
     }
+    std::fs::File::open(&dir).unwrap().sync_all().unwrap();
+    // SAFETY: sync(2) has no preconditions; it pushes the folders' metadata out first.
+    unsafe { libc::sync() };
     let payload = Arc::new(vec![7u8; size]);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -375,7 +372,14 @@ fn disk(args: &[String]) {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let t0 = Instant::now();
-                    let path = dir.join(format!("{t}-{i}"));
+                    let sub = dir.join(format!("d{}", (t as u64 * 7919 + i) % 3511));
+                    // With --rename the file is created beside the sub-directories and moved
+                    // into one, as a temporary file is.
+                    let path = if rename {
+                        dir.join(format!("{t}-{i}"))
+                    } else {
+                        sub.join(format!("{t}-{i}"))
+                    };
                     let mut f = std::fs::OpenOptions::new()
                         .write(true)
                         .create_new(true)
@@ -385,7 +389,6 @@ fn disk(args: &[String]) {
                     f.sync_all().unwrap();
                     drop(f);
                     if rename {
-                        let sub = dir.join(format!("d{}", (t as u64 * 7919 + i) % 3511));
                         std::fs::rename(&path, sub.join(format!("{t}-{i}"))).unwrap();
                         std::fs::File::open(&sub).unwrap().sync_all().unwrap();
                     }
