@@ -50,7 +50,7 @@ trap cleanup EXIT
 # 360 s ago while its inode-table block is dirty (RECENTCY_MIN/RECENTCY_DIRTY in
 # fs/ext4/ialloc.c), and every create skips such inodes one by one from the start of its group:
 # after an rm -rf of tens of thousands of files, each create in the next minutes scanned them
-# all (64 KiB PUT at 470-1,100 µs of server CPU instead of ~220, for either server and for the
+# all (64 KiB PUT at 470-1,100 µs of server CPU instead of 214-397, for either server and for the
 # disk ceilings alike).
 run_seq=0
 run_dir=""
@@ -65,9 +65,10 @@ purge_retired() {
 }
 
 # Cache flushes the disk under the work directory has completed (the 16th field of its block
-# statistics, Linux 5.5+), or nothing: a durable write on a write-back disk ends in one.
+# statistics, Linux 5.5+; nothing where there is no such figure, and the fl column shows '-'):
+# a durable write on a write-back disk ends in one.
 flush_stat="/sys/class/block/$(basename "$(df --output=source "$work" | tail -1)")/stat"
-flushes() { [ -r "$flush_stat" ] && awk 'NF >= 16 {print $16}' "$flush_stat"; }
+flushes() { if [ -r "$flush_stat" ]; then awk 'NF >= 16 {print $16}' "$flush_stat"; fi; }
 
 # record LABEL FLUSHES_BEFORE: appends the load generator's JSON line (stdin) to the results,
 # with the server's label and the cache flushes per request of the run.
