@@ -72,8 +72,7 @@ impl Metadata {
     }
 
     fn server(&self, path: &Path) -> Server {
-        let args = self.args();
-        Server::ours_with(path, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        self.ours(path, &[], &[])
     }
 
     fn ours(&self, path: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
@@ -316,7 +315,6 @@ fn version_ids_interleave_with_the_reference(backend: Backend) {
 // ---------------------------------------------------------------------------------------------
 // Crashes.
 
-/// `zenkoctl serve --only metadata` with extra environment, killed by pid on drop.
 /// Graceful stop (SIGTERM), so the store file is closed and can be inspected.
 fn stop(server: &mut Server) {
     server.signal(libc::SIGTERM);
@@ -327,18 +325,10 @@ fn stop(server: &mut Server) {
 /// Waits until the server died of SIGKILL (a crash point), at most `timeout`.
 fn wait_killed(server: &mut Server, timeout: Duration) {
     use std::os::unix::process::ExitStatusExt;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(st) = server.child.try_wait().unwrap() {
-            assert_eq!(st.signal(), Some(libc::SIGKILL), "died of SIGKILL: {st:?}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the crash point was not reached (crash points exist only in debug builds)"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let st = server
+        .exit_within(timeout)
+        .expect("the crash point was not reached (crash points exist only in debug builds)");
+    assert_eq!(st.signal(), Some(libc::SIGKILL), "died of SIGKILL: {st:?}");
 }
 
 fn is_phd(v: &str) -> bool {
